@@ -1,0 +1,73 @@
+"""Loyalty: a self-hosted loyalty-points programme backend."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException
+
+from loyalty.config import Config
+from loyalty.errors import DomainError, domain_error_response, internal_error_response
+from loyalty.extensions import api, db, migrate
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """The application: config from the environment (then `overrides`), extensions, blueprints,
+    error handlers, CLI. Migrations are never run here (`flask db upgrade` does that)."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_object(Config(app.instance_path))
+    app.config.update(overrides or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
+    api.init_app(
+        app,
+        spec_kwargs={
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}
+        },
+    )
+
+    from loyalty.api import register_blueprints
+    from loyalty.health import bp as health_bp
+
+    register_blueprints(api)
+    app.register_blueprint(health_bp)
+
+    app.register_error_handler(DomainError, domain_error_response)
+    app.register_error_handler(HTTPException, api.handle_http_exception)
+    app.register_error_handler(Exception, internal_error_response)
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _configure_sqlite(db.engine)
+
+    from loyalty.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _configure_sqlite(engine: Any) -> None:
+    """Foreign keys on, WAL, a busy timeout, and transactions we begin ourselves so a write
+    transaction takes the write lock at BEGIN (the SQLite equivalent of our row locks)."""
+    from loyalty.api.uow import write_transaction
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write_transaction.get() else "BEGIN")

@@ -1,0 +1,35 @@
+"""HTTP API v1: one blueprint per resource."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from loyalty.domain.context import Actor, Settings
+
+
+def settings() -> Settings:
+    """The domain settings, from the app config (built once per app)."""
+    cached = current_app.extensions.get("loyalty_settings")
+    if cached is None:
+        cfg = current_app.config
+        cached = Settings(
+            card_prefix=cfg["LOYALTY_CARD_PREFIX"],
+            card_length=cfg["LOYALTY_CARD_LENGTH"],
+            phone_region=cfg["LOYALTY_PHONE_REGION"],
+        )
+        current_app.extensions["loyalty_settings"] = cached
+    return cached  # type: ignore[no-any-return]
+
+
+def actor() -> Actor:
+    from loyalty.auth import current_client
+
+    client = current_client()
+    return Actor(client_id=client.id, name=client.name)
+
+
+def register_blueprints(api: object) -> None:
+    from loyalty.api import cards, members, program
+
+    for module in (members, cards, program):
+        api.register_blueprint(module.blp, url_prefix="/api/v1")  # type: ignore[attr-defined]

@@ -1,0 +1,88 @@
+"""/members: enrol, read, change, erase, search, issue cards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty import auth
+from loyalty.api import actor, settings
+from loyalty.api.base import LoyaltyBlueprint, page_window
+from loyalty.api.uow import transactional
+from loyalty.domain import members
+from loyalty.extensions import db
+from loyalty.schemas.members import (
+    CardIssueSchema,
+    CardSchema,
+    MemberCreateSchema,
+    MemberSchema,
+    MemberSearchArgs,
+    MemberUpdateSchema,
+)
+
+blp = LoyaltyBlueprint("members", __name__, description="Members and their cards")
+
+
+@blp.route("/members")
+class Members(MethodView):
+    @auth.require("admin")
+    @blp.arguments(MemberSearchArgs, location="query")
+    @blp.response(200, MemberSchema(many=True))
+    @blp.paginate()
+    def get(self, args: dict[str, Any], pagination_parameters: Any) -> Any:
+        """Search members by e-mail, phone, card number or part of the name (newest first)"""
+        offset, limit = page_window(pagination_parameters)
+        items, total = members.search_members(
+            db.session, **args, settings=settings(), offset=offset, limit=limit
+        )
+        pagination_parameters.item_count = total
+        return items
+
+    @auth.require("pos", "webshop", "admin")
+    @transactional(idempotent=True)
+    @blp.arguments(MemberCreateSchema)
+    @blp.response(201, MemberSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Enrol a customer: a member with a first card (a new one, or the pre-printed one given)"""
+        return members.enrol(db.session, data, settings=settings(), actor=actor())
+
+
+@blp.route("/members/<int:member_id>")
+class MemberById(MethodView):
+    @auth.require("pos", "webshop", "admin")
+    @blp.response(200, MemberSchema)
+    def get(self, member_id: int) -> Any:
+        """A member, their cards and balance"""
+        return members.get_member(db.session, member_id)
+
+    @auth.require("admin")
+    @transactional()
+    @blp.arguments(MemberUpdateSchema)
+    @blp.response(200, MemberSchema)
+    def patch(self, data: dict[str, Any], member_id: int) -> Any:
+        """Change personal data or marketing consent (audit-logged)"""
+        member = members.get_member(db.session, member_id, for_update=True)
+        return members.update_member(db.session, member, data, settings=settings(), actor=actor())
+
+    @auth.require("admin")
+    @transactional()
+    @blp.response(204)
+    def delete(self, member_id: int) -> Any:
+        """Erase the member's personal data; purchases, points and cards stay"""
+        member = members.get_member(db.session, member_id, for_update=True)
+        members.erase_member(db.session, member, actor=actor())
+
+
+@blp.route("/members/<int:member_id>/cards")
+class MemberCards(MethodView):
+    @auth.require("admin")
+    @transactional(idempotent=True)
+    @blp.arguments(CardIssueSchema(), required=False)
+    @blp.response(201, CardSchema)
+    def post(self, data: dict[str, Any], member_id: int) -> Any:
+        """Issue another card (a replacement, or activate a pre-printed one)"""
+        member = members.get_member(db.session, member_id)
+        return members.issue_card(
+            db.session, member, (data or {}).get("card_number"), settings=settings(), actor=actor()
+        )

@@ -1,0 +1,34 @@
+"""/program: the programme's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from loyalty import auth
+from loyalty.api import actor
+from loyalty.api.base import LoyaltyBlueprint
+from loyalty.api.uow import transactional
+from loyalty.domain import program
+from loyalty.extensions import db
+from loyalty.schemas.program import ProgramSchema, ProgramUpdateSchema
+
+blp = LoyaltyBlueprint("program", __name__, description="The programme")
+
+
+@blp.route("/program")
+class ProgramResource(MethodView):
+    @auth.require(*auth.ALL)
+    @blp.response(200, ProgramSchema)
+    def get(self) -> Any:
+        """Currency, earn rate, rounding, expiry, reservation time, policies, tiers"""
+        return program.get_program(db.session)
+
+    @auth.require("admin")
+    @transactional()
+    @blp.arguments(ProgramUpdateSchema)
+    @blp.response(200, ProgramSchema)
+    def put(self, data: dict[str, Any]) -> Any:
+        """Change the programme (the fields given replace the current ones)"""
+        return program.update_program(db.session, data, actor())

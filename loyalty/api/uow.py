@@ -1,0 +1,114 @@
+"""The unit of work around a write request: one transaction, idempotency included.
+
+    auth → transactional → [claim Idempotency-Key] → parse → domain → dump → [store] → COMMIT
+
+Domain functions flush, never commit; this decorator owns the transaction, so the effect and its
+idempotency record land together or not at all.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from copy import deepcopy
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, current_app, request
+from sqlalchemy.exc import IntegrityError
+
+from loyalty.auth import current_client
+from loyalty.domain import idempotency
+from loyalty.errors import Conflict, DomainError
+from loyalty.extensions import db
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Read by the SQLite BEGIN hook: a write transaction takes the write lock up front
+#: (BEGIN IMMEDIATE), so read-then-write cannot interleave between app servers.
+write_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "write_transaction", default=False
+)
+
+IDEMPOTENCY_HEADER_DOC = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "A retry with the same key and body returns the first response again "
+    "(header Idempotent-Replayed: true); the same key with another body is refused with 409.",
+}
+
+_CONSTRAINT_ERRORS: dict[str, tuple[str, str]] = {
+    # constraint name or SQLite "table.column" → (code, field)
+    "uq_members_email": ("email_taken", "email"),
+    "members.email": ("email_taken", "email"),
+    "uq_members_phone": ("phone_taken", "phone"),
+    "members.phone": ("phone_taken", "phone"),
+    "uq_members_external_ref": ("external_ref_taken", "external_ref"),
+    "members.external_ref": ("external_ref_taken", "external_ref"),
+    "uq_cards_number": ("card_in_use", "card_number"),
+    "cards.number": ("card_in_use", "card_number"),
+}
+
+
+def conflict_from_integrity_error(exc: IntegrityError) -> DomainError:
+    """A unique violation lost to a concurrent request, as the 409 a pre-check would give."""
+    message = str(exc.orig)
+    for marker, (code, field) in _CONSTRAINT_ERRORS.items():
+        if marker in message:
+            error = Conflict("Conflicts with a concurrent change.", field=field)
+            error.code = code  # type: ignore[misc]
+            return error
+    return Conflict("The request conflicts with the current state.")
+
+
+def _replay(stored: idempotency.Stored) -> Response:
+    mimetype = "application/json"
+    resp = Response(stored.body, status=stored.status_code, mimetype=mimetype)
+    resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+def transactional(idempotent: bool = False) -> Callable[[F], F]:
+    """Run the view in one transaction and commit once; `idempotent` honours Idempotency-Key."""
+
+    def decorator(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            session = db.session
+            token = write_transaction.set(True)
+            try:
+                record = None
+                key = request.headers.get("Idempotency-Key") if idempotent else None
+                if key is not None:
+                    idempotency.check_key(key)
+                    fp = idempotency.fingerprint(request.method, request.path, request.get_data())
+                    record, stored = idempotency.claim(session, current_client().id, key, fp)
+                    if stored is not None:
+                        session.rollback()
+                        return _replay(stored)
+                resp = current_app.make_response(func(*args, **kwargs))
+                if record is not None and 200 <= resp.status_code < 300:
+                    idempotency.complete(
+                        session, record, resp.status_code, resp.get_data(as_text=True)
+                    )
+                session.commit()
+                return resp
+            except IntegrityError as exc:
+                session.rollback()
+                raise conflict_from_integrity_error(exc) from None
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                write_transaction.reset(token)
+
+        if idempotent:
+            apidoc = deepcopy(getattr(func, "_apidoc", {}))
+            params = apidoc.setdefault("manual_doc", {}).setdefault("parameters", [])
+            params.append(IDEMPOTENCY_HEADER_DOC)
+            wrapper._apidoc = apidoc  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

@@ -1,0 +1,133 @@
+"""`flask --app wsgi loyalty ...`: API keys, demo data, housekeeping."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from loyalty import auth
+from loyalty.domain import idempotency, members, program
+from loyalty.domain.context import Actor
+from loyalty.extensions import db
+from loyalty.models import SCOPES, ApiClient, Member
+from loyalty.models.types import utcnow
+
+loyalty_cli = AppGroup("loyalty", help="Loyalty administration.")
+
+
+def _issue_key(name: str, scopes: list[str]) -> str:
+    """Create the client `name`, or give an existing one a new key (the old one stops working)."""
+    key = auth.generate_key()
+    client = db.session.scalar(select(ApiClient).where(ApiClient.name == name))
+    if client is None:
+        client = ApiClient(name=name)
+        db.session.add(client)
+    client.key_hash = auth.hash_key(key)
+    client.key_prefix = key[:12]
+    client.scopes = sorted(set(scopes))
+    client.revoked_at = None
+    return key
+
+
+@loyalty_cli.command("create-api-key")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(SCOPES),
+    help="Repeat for several scopes.",
+)
+def create_api_key(name: str, scopes: tuple[str, ...]) -> None:
+    """Create an API key NAME; the key is printed once, alone on the last line."""
+    if len(name) > 100 or not name.strip():
+        raise click.BadParameter("1 to 100 characters", param_hint="NAME")
+    if db.session.scalar(select(ApiClient.id).where(ApiClient.name == name)) is not None:
+        raise click.ClickException(f"an API client named {name!r} exists; revoke it first")
+    key = _issue_key(name, list(scopes))
+    db.session.commit()
+    click.echo(f"Created API key {name!r} with scopes {', '.join(sorted(set(scopes)))}.")
+    click.echo("It is shown only this once; it is stored hashed.")
+    click.echo(key)
+
+
+@loyalty_cli.command("list-api-keys")
+def list_api_keys() -> None:
+    """List API clients (name, scopes, key prefix, state)."""
+    rows = db.session.scalars(select(ApiClient).order_by(ApiClient.name)).all()
+    if not rows:
+        click.echo("No API keys.")
+    for c in rows:
+        state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "active"
+        click.echo(f"{c.name}\t{','.join(c.scopes)}\t{c.key_prefix}…\t{state}")
+
+
+@loyalty_cli.command("revoke-api-key")
+@click.argument("name")
+def revoke_api_key(name: str) -> None:
+    """Revoke the API key NAME (within LOYALTY_API_KEY_CACHE_SECONDS on every server)."""
+    client = db.session.scalar(select(ApiClient).where(ApiClient.name == name))
+    if client is None:
+        raise click.ClickException(f"no API client named {name!r}")
+    if client.revoked_at is None:
+        client.revoked_at = utcnow()
+    db.session.commit()
+    auth.clear_cache()
+    click.echo(f"Revoked {name!r}.")
+
+
+DEMO_MEMBERS = [
+    {
+        "name": "Ann Example",
+        "email": "ann@example.com",
+        "phone": "+31612345678",
+        "marketing_consent": True,
+        "external_ref": "demo-1",
+    },
+    {"name": "Bob Example", "email": "bob@example.com", "external_ref": "demo-2"},
+    {
+        "name": "Chloé Example",
+        "email": "chloe@example.com",
+        "external_ref": "demo-3",
+        "card_number": "9900000000000002",
+    },
+]
+
+
+@loyalty_cli.command("seed-demo")
+def seed_demo() -> None:
+    """A demo programme and members (once), and fresh demo keys (every time) printed here."""
+    from loyalty.api import settings
+
+    program.ensure_program(db.session)
+    seeded = db.session.scalar(select(Member.id).where(Member.external_ref == "demo-1"))
+    if seeded is None:
+        for data in DEMO_MEMBERS:
+            members.enrol(db.session, dict(data), settings=settings(), actor=Actor.cli())
+        click.echo(f"Demo programme and {len(DEMO_MEMBERS)} members created.")
+    else:
+        click.echo("Demo data already present; issuing fresh demo keys.")
+    admin_key = _issue_key("demo-admin", ["admin"])
+    pos_key = _issue_key("demo-pos", ["pos"])
+    db.session.commit()
+    for m in db.session.scalars(select(Member).where(Member.external_ref.like("demo-%"))):
+        click.echo(f"  member {m.id}: {m.name or '(erased)'}, card {m.card_number}")
+    click.echo(f"demo-pos key (till):  {pos_key}")
+    click.echo("Open http://127.0.0.1:5000/api/v1/docs and authorise with the admin key:")
+    click.echo(f"demo-admin key: {admin_key}")
+
+
+@loyalty_cli.command("prune-idempotency")
+def prune_idempotency() -> None:
+    """Delete Idempotency-Key records older than LOYALTY_IDEMPOTENCY_TTL_HOURS."""
+    ttl = current_app.config["LOYALTY_IDEMPOTENCY_TTL_HOURS"]
+    count = idempotency.prune(db.session, ttl)
+    db.session.commit()
+    click.echo(f"Pruned {count} idempotency records older than {ttl} h.")
+
+
+def register_cli(app: Flask) -> None:
+    app.cli.add_command(loyalty_cli)

@@ -1,0 +1,55 @@
+"""Configuration, read from the environment once, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _database_url(instance_path: str) -> str:
+    """The SQLAlchemy URL from DATABASE_URL; default: a SQLite file under instance/.
+
+    `postgres://` and `postgresql://` URLs are pointed at the psycopg 3 driver.
+    """
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        return f"sqlite:///{Path(instance_path) / 'loyalty.sqlite3'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+class Config:
+    """Settings from the environment; `create_app(overrides)` may replace any of them."""
+
+    def __init__(self, instance_path: str) -> None:
+        self.SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+        self.SQLALCHEMY_DATABASE_URI = _database_url(instance_path)
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+        self.MAX_CONTENT_LENGTH = _int("LOYALTY_MAX_BODY_BYTES", 1024 * 1024)
+        self.JSON_SORT_KEYS = False
+
+        # flask-smorest / OpenAPI
+        self.API_TITLE = "Loyalty"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/api/v1"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        self.OPENAPI_SWAGGER_UI_URL = os.environ.get(
+            "LOYALTY_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+        )
+
+        # Loyalty's own settings
+        self.LOYALTY_CARD_PREFIX = os.environ.get("LOYALTY_CARD_PREFIX", "990")
+        self.LOYALTY_CARD_LENGTH = _int("LOYALTY_CARD_LENGTH", 16)
+        self.LOYALTY_PHONE_REGION = os.environ.get("LOYALTY_PHONE_REGION") or None
+        self.LOYALTY_IDEMPOTENCY_TTL_HOURS = _int("LOYALTY_IDEMPOTENCY_TTL_HOURS", 48)
+        self.LOYALTY_API_KEY_CACHE_SECONDS = _int("LOYALTY_API_KEY_CACHE_SECONDS", 5)

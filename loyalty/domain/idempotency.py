@@ -1,0 +1,102 @@
+"""Idempotency-Key records: the first response to a (client, key) is the answer forever (≥ TTL).
+
+The record is inserted *before* the effect, in the same transaction. A concurrent twin with the
+same key blocks on the unique index until the first transaction ends: on commit it finds the stored
+response and replays it; on rollback its own insert goes through and it performs the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loyalty.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
+from loyalty.models import IdempotencyRecord
+from loyalty.models.types import utcnow
+
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Stored:
+    status_code: int
+    body: str
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """SHA-256 of the request; a JSON body is canonicalised (key order, white space)."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except (ValueError, UnicodeDecodeError):
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters.",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+def _existing(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:
+    record = session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.api_client_id == client_id, IdempotencyRecord.key == key
+        )
+    )
+    if record is None:
+        return None
+    if record.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was first used with a different request.",
+            field="Idempotency-Key",
+        )
+    if record.status_code is None or record.response_body is None:
+        raise IdempotencyKeyInFlight(field="Idempotency-Key")
+    return Stored(record.status_code, record.response_body)
+
+
+def claim(
+    session: Session, client_id: int, key: str, request_hash: str
+) -> tuple[IdempotencyRecord | None, Stored | None]:
+    """Either (the new record to complete, None) or (None, the stored response to replay).
+
+    Raises IdempotencyKeyReused (409) when the key came with a different request.
+    May roll the session back (nothing else has happened in it yet).
+    """
+    stored = _existing(session, client_id, key, request_hash)
+    if stored is not None:
+        return None, stored
+    record = IdempotencyRecord(api_client_id=client_id, key=key, request_hash=request_hash)
+    session.add(record)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()  # a twin committed first: answer as it did
+        stored = _existing(session, client_id, key, request_hash)
+        if stored is None:
+            raise IdempotencyKeyInFlight(field="Idempotency-Key") from None
+        return None, stored
+    return record, None
+
+
+def complete(session: Session, record: IdempotencyRecord, status_code: int, body: str) -> None:
+    record.status_code = status_code
+    record.response_body = body
+    session.flush()
+
+
+def prune(session: Session, ttl_hours: int) -> int:
+    """Delete records older than `ttl_hours`; returns how many."""
+    cutoff = utcnow() - timedelta(hours=ttl_hours)
+    result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,310 @@
+"""Members and cards: enrol, read, change, erase, search, issue and block cards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from loyalty.domain import audit
+from loyalty.domain.cards import generate_card_number, normalise_card_number
+from loyalty.domain.context import Actor, Settings
+from loyalty.errors import (
+    CardAlreadyBlocked,
+    CardBlocked,
+    CardInUse,
+    EmailTaken,
+    ExternalRefTaken,
+    MemberErased,
+    MemberMismatch,
+    NotFound,
+    PhoneTaken,
+    ValidationFailed,
+)
+from loyalty.models import Card, Member
+from loyalty.models.types import utcnow
+
+PERSONAL_FIELDS = ("name", "email", "phone", "marketing_consent", "external_ref")
+
+
+# normalisation -------------------------------------------------------------------------------
+def normalise_email(raw: str | None) -> str | None:
+    """Trimmed, validated (syntax only, no DNS) and lower-cased; empty → None.
+
+    Raises ValidationFailed (field `email`).
+    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        info = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationFailed(str(exc), field="email") from None
+    email = info.normalized.lower()
+    if len(email) > 254:
+        raise ValidationFailed("An e-mail address has at most 254 characters.", field="email")
+    return email
+
+
+def normalise_phone(raw: str | None, region: str | None) -> str | None:
+    """E.164 (`+31612345678`); a number without `+` is read in `region`. Empty → None.
+
+    Raises ValidationFailed (field `phone`).
+    """
+    if raw is None or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        hint = "" if region else " (start with + and the country code)"
+        raise ValidationFailed(f"Not a phone number{hint}.", field="phone") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationFailed("Not a valid phone number.", field="phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# lookups --------------------------------------------------------------------------------------
+def get_member(session: Session, member_id: int, *, for_update: bool = False) -> Member:
+    """Raises NotFound."""
+    member = (
+        session.get(Member, member_id, with_for_update=for_update)
+        if 0 < member_id < 2**63
+        else None
+    )
+    if member is None:
+        raise NotFound(f"No member {member_id}.", field="member_id")
+    return member
+
+
+def get_card(session: Session, raw_number: str) -> Card:
+    """The card for a typed number. Raises InvalidCardNumber (422) or NotFound (404)."""
+    number = normalise_card_number(raw_number)
+    card = session.scalar(select(Card).where(Card.number == number))
+    if card is None:
+        raise NotFound(f"No card {number}.", field="card_number")
+    return card
+
+
+def resolve_member(
+    session: Session,
+    *,
+    card_number: str | None = None,
+    member_id: int | None = None,
+    for_use: bool = True,
+) -> Member:
+    """The member a request body names with `card_number` or `member_id` (or both, agreeing).
+
+    `for_use`: a blocked card is refused (422 `card_blocked`), as for every operation but lookup.
+    Raises ValidationFailed (neither given), MemberMismatch, InvalidCardNumber, NotFound,
+    CardBlocked.
+    """
+    if card_number is None and member_id is None:
+        raise ValidationFailed(
+            "Name the member with card_number or member_id.",
+            errors={"card_number": ["card_number or member_id is required."]},
+        )
+    member = None
+    if card_number is not None:
+        card = get_card(session, card_number)
+        if for_use and card.status == "blocked":
+            raise CardBlocked(f"Card {card.number} is blocked.", field="card_number")
+        member = card.member
+    if member_id is not None:
+        if member is not None and member.id != member_id:
+            raise MemberMismatch(field="member_id")
+        member = member or get_member(session, member_id)
+    assert member is not None
+    return member
+
+
+# uniqueness -----------------------------------------------------------------------------------
+def _check_unique(session: Session, field: str, value: str | None, member_id: int | None) -> None:
+    if value is None:
+        return
+    column = getattr(Member, field)
+    query = select(Member.id).where(column == value)
+    if member_id is not None:
+        query = query.where(Member.id != member_id)
+    if session.scalar(query.limit(1)) is not None:
+        error = {"email": EmailTaken, "phone": PhoneTaken, "external_ref": ExternalRefTaken}[field]
+        raise error(field=field)
+
+
+def _new_card(session: Session, member: Member, raw_number: str | None, settings: Settings) -> Card:
+    if raw_number is not None:
+        number = normalise_card_number(raw_number)
+        existing = session.scalar(select(Card).where(Card.number == number))
+        if existing is not None:
+            if existing.status == "blocked":
+                raise CardBlocked(f"Card {number} is blocked.", field="card_number")
+            raise CardInUse(f"Card {number} belongs to a member already.", field="card_number")
+    else:
+        while True:
+            number = generate_card_number(settings.card_prefix, settings.card_length)
+            if session.scalar(select(Card.id).where(Card.number == number)) is None:
+                break
+    card = Card(number=number, member=member, status="active")
+    session.add(card)
+    return card
+
+
+# commands -------------------------------------------------------------------------------------
+def enrol(
+    session: Session,
+    data: dict[str, Any],
+    *,
+    settings: Settings,
+    actor: Actor,
+) -> Member:
+    """Enrol a customer with a first card (the pre-printed `card_number` given, or a new one).
+
+    Raises ValidationFailed, EmailTaken, PhoneTaken, ExternalRefTaken, InvalidCardNumber,
+    CardInUse, CardBlocked.
+    """
+    email = normalise_email(data.get("email"))
+    phone = normalise_phone(data.get("phone"), settings.phone_region)
+    external_ref = data.get("external_ref") or None
+    _check_unique(session, "email", email, None)
+    _check_unique(session, "phone", phone, None)
+    _check_unique(session, "external_ref", external_ref, None)
+    member = Member(
+        name=(data.get("name") or "").strip() or None,
+        email=email,
+        phone=phone,
+        marketing_consent=bool(data.get("marketing_consent", False)),
+        external_ref=external_ref,
+        points=0,
+        held=0,
+    )
+    session.add(member)
+    _new_card(session, member, data.get("card_number"), settings)
+    session.flush()
+    return member
+
+
+def update_member(
+    session: Session, member: Member, changes: dict[str, Any], *, settings: Settings, actor: Actor
+) -> Member:
+    """Change personal data or consent (only the fields given). Audit-logged.
+
+    Raises MemberErased, ValidationFailed, EmailTaken, PhoneTaken, ExternalRefTaken.
+    """
+    if member.erased_at is not None:
+        raise MemberErased()
+    if "email" in changes:
+        changes["email"] = normalise_email(changes["email"])
+        _check_unique(session, "email", changes["email"], member.id)
+    if "phone" in changes:
+        changes["phone"] = normalise_phone(changes["phone"], settings.phone_region)
+        _check_unique(session, "phone", changes["phone"], member.id)
+    if "external_ref" in changes:
+        changes["external_ref"] = changes["external_ref"] or None
+        _check_unique(session, "external_ref", changes["external_ref"], member.id)
+    if "name" in changes:
+        changes["name"] = (changes["name"] or "").strip() or None
+    if "marketing_consent" in changes and changes["marketing_consent"] is None:
+        changes["marketing_consent"] = False
+    changed = sorted(k for k, v in changes.items() if getattr(member, k) != v)
+    for key in changed:
+        setattr(member, key, changes[key])
+    session.flush()
+    if changed:
+        audit.record(session, actor, "member.update", "member", member.id, {"fields": changed})
+    return member
+
+
+def erase_member(session: Session, member: Member, *, actor: Actor) -> Member:
+    """Erase personal data (right to be forgotten). Purchases, ledger and cards stay.
+
+    Idempotent: erasing an erased member changes nothing.
+    """
+    if member.erased_at is None:
+        member.name = member.email = member.phone = member.external_ref = None
+        member.marketing_consent = False
+        member.erased_at = utcnow()
+        session.flush()
+        audit.record(session, actor, "member.erase", "member", member.id)
+    return member
+
+
+def issue_card(
+    session: Session,
+    member: Member,
+    raw_number: str | None,
+    *,
+    settings: Settings,
+    actor: Actor,
+) -> Card:
+    """Another card for the member (a replacement, or a pre-printed one being activated)."""
+    card = _new_card(session, member, raw_number, settings)
+    session.flush()
+    audit.record(session, actor, "card.issue", "member", member.id, {"card_number": card.number})
+    return card
+
+
+def block_card(session: Session, raw_number: str, reason: str | None, *, actor: Actor) -> Card:
+    """Block a card (lost or stolen). Terminal: issue a new card to replace it.
+
+    Raises InvalidCardNumber, NotFound, CardAlreadyBlocked.
+    """
+    card = get_card(session, raw_number)
+    if card.status == "blocked":
+        raise CardAlreadyBlocked(field="card_number")
+    card.status = "blocked"
+    card.blocked_at = utcnow()
+    card.block_reason = reason
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "card.block",
+        "member",
+        card.member_id,
+        {"card_number": card.number, "reason": reason},
+    )
+    return card
+
+
+def search_members(
+    session: Session,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    card_number: str | None = None,
+    q: str | None = None,
+    settings: Settings,
+    offset: int,
+    limit: int,
+) -> tuple[list[Member], int]:
+    """Members matching every filter given, newest first, and the total count.
+
+    `q` matches part of the name, e-mail or phone, case-insensitively.
+    """
+    query = select(Member)
+    if email is not None:
+        query = query.where(Member.email == normalise_email(email))
+    if phone is not None:
+        query = query.where(Member.phone == normalise_phone(phone, settings.phone_region))
+    if card_number is not None:
+        number = normalise_card_number(card_number)
+        query = query.where(Member.id.in_(select(Card.member_id).where(Card.number == number)))
+    if q:
+        pattern = (
+            "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
+        query = query.where(
+            or_(
+                func.lower(Member.name).like(pattern, escape="\\"),
+                Member.email.like(pattern, escape="\\"),
+                Member.phone.like(pattern, escape="\\"),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = list(
+        session.scalars(
+            query.order_by(Member.created_at.desc(), Member.id.desc()).offset(offset).limit(limit)
+        )
+    )
+    return items, total

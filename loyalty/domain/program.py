@@ -1,0 +1,77 @@
+"""The programme: currency, earn rate, rounding, expiry, reservations, policies, tiers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import iso4217
+from sqlalchemy.orm import Session
+
+from loyalty.domain import audit
+from loyalty.domain.context import Actor
+from loyalty.errors import CurrencyMismatch, ValidationFailed
+from loyalty.models import Program
+
+DEFAULTS: dict[str, Any] = {
+    "name": "Loyalty",
+    "currency": "EUR",
+    "currency_exponent": 2,
+    "points_per_unit": 1,
+    "rounding": "down",
+    "points_expire_after_days": None,
+    "reservation_minutes": 15,
+    "welcome_policy": None,
+    "come_back_policy": None,
+    "tiers": [],
+}
+
+
+def currency_exponent(code: str) -> int:
+    """Minor-unit digits of an ISO 4217 currency (EUR 2, JPY 0, BHD 3).
+
+    Raises ValidationFailed (field `currency`) for an unknown code or one without minor units
+    defined (gold, SDR, ...).
+    """
+    try:
+        exponent = iso4217.Currency(code.upper()).exponent
+    except ValueError:
+        raise ValidationFailed(f"Unknown ISO 4217 currency {code!r}.", field="currency") from None
+    if exponent is None:
+        raise ValidationFailed(f"{code} has no minor unit.", field="currency")
+    return int(exponent)
+
+
+def ensure_program(session: Session) -> Program:
+    """The programme row, created with the defaults when missing."""
+    program = session.get(Program, 1)
+    if program is None:
+        program = Program(id=1, **DEFAULTS)
+        session.add(program)
+        session.flush()
+    return program
+
+
+def get_program(session: Session) -> Program:
+    return ensure_program(session)
+
+
+def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> Program:
+    """Replace the programme's settings (PUT semantics for the fields given)."""
+    program = session.get(Program, 1, with_for_update=True) or ensure_program(session)
+    if "currency" in changes:
+        changes["currency"] = changes["currency"].upper()
+        changes["currency_exponent"] = currency_exponent(changes["currency"])
+    before = {k: getattr(program, k) for k in changes}
+    for key, value in changes.items():
+        setattr(program, key, value)
+    session.flush()
+    audit.record(session, actor, "program.update", "program", 1, {"before": before})
+    return program
+
+
+def check_currency(program: Program, currency: str) -> None:
+    """Raises CurrencyMismatch (422 `currency_mismatch`) unless it is the programme's currency."""
+    if currency.upper() != program.currency:
+        raise CurrencyMismatch(
+            f"This programme runs in {program.currency}, not {currency}.", field="currency"
+        )

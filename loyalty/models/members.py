@@ -1,0 +1,75 @@
+"""Members and their cards."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from loyalty.extensions import db
+from loyalty.models.types import BigIntPK, UTCDateTime, utcnow
+
+CARD_STATUSES = ("active", "blocked")
+
+
+class Member(db.Model):
+    """An enrolled customer and their points account (`points` posted, `held` reserved).
+
+    `points` and `held` are written only by `loyalty.domain.ledger`.
+    """
+
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint("held >= 0", name="held_non_negative"),
+        Index("ix_members_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(16), unique=True)
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    held: Mapped[int] = mapped_column(BigInteger, default=0)
+    tier: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    cards: Mapped[list[Card]] = relationship(
+        back_populates="member", order_by="Card.id", lazy="selectin"
+    )
+
+    @property
+    def available(self) -> int:
+        return self.points - self.held
+
+    @property
+    def balance(self) -> dict[str, int]:
+        return {"points": self.points, "held": self.held, "available": self.available}
+
+    @property
+    def card_number(self) -> str | None:
+        """The member's first active card, if any."""
+        return next((c.number for c in self.cards if c.status == "active"), None)
+
+
+class Card(db.Model):
+    __tablename__ = "cards"
+    __table_args__ = (CheckConstraint("status IN ('active', 'blocked')", name="status_known"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    number: Mapped[str] = mapped_column(String(19), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    block_reason: Mapped[str | None] = mapped_column(String(500))
+
+    member: Mapped[Member] = relationship(back_populates="cards", lazy="joined")
+
+    @property
+    def card_number(self) -> str:
+        return self.number

@@ -1,0 +1,45 @@
+"""Building blocks shared by the resource schemas."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+#: The largest points or minor-unit amount we accept (PostgreSQL BIGINT, with room to add up).
+MAX_AMOUNT = 10**15
+
+
+class Schema(ma.Schema):
+    """Unknown fields are refused (422 validation_error naming the field)."""
+
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+
+def Str(max_len: int, **kwargs: object) -> ma.fields.String:
+    return ma.fields.String(validate=validate.Length(max=max_len), **kwargs)  # type: ignore[arg-type]
+
+
+def CardNumber(**kwargs: object) -> ma.fields.String:
+    """Checked by the domain (422 invalid_card_number), so only the length is checked here."""
+    metadata = {
+        "description": "Card number (digits, Luhn check digit; spaces and dashes are ignored)",
+        "example": "9900000000000002",
+        **kwargs.pop("metadata", {}),  # type: ignore[dict-item]
+    }
+    return ma.fields.String(
+        validate=validate.Length(min=1, max=40),
+        metadata=metadata,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def Id(**kwargs: object) -> ma.fields.Integer:
+    return ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1), **kwargs)  # type: ignore[arg-type]
+
+
+class BalanceSchema(Schema):
+    points = ma.fields.Integer(required=True, metadata={"description": "Posted points"})
+    held = ma.fields.Integer(required=True, metadata={"description": "Reserved by redemptions"})
+    available = ma.fields.Integer(required=True, metadata={"description": "points - held"})
