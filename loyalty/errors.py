@@ -135,7 +135,8 @@ def problem(
 
 
 def domain_error_response(exc: DomainError) -> Response:
-    return problem(exc.status, exc.code, exc.title, exc.detail, exc.errors)
+    headers = {"WWW-Authenticate": 'Bearer realm="loyalty"'} if exc.status == 401 else None
+    return problem(exc.status, exc.code, exc.title, exc.detail, exc.errors, headers)
 
 
 def flatten_messages(messages: Any) -> dict[str, list[str]]:

@@ -1,0 +1,73 @@
+"""Card numbers: Luhn check digit, normalisation, generation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from loyalty.domain.cards import (
+    generate_card_number,
+    luhn_check_digit,
+    luhn_valid,
+    normalise_card_number,
+)
+from loyalty.errors import InvalidCardNumber
+
+
+@pytest.mark.parametrize(
+    "number", ["79927398713", "4111111111111111", "9900000000000002", "0000000000"]
+)
+def test_luhn_accepts_known_valid_numbers(number: str) -> None:
+    assert luhn_valid(number)
+
+
+@pytest.mark.parametrize("number", ["79927398710", "4111111111111112", "9900000000000003"])
+def test_luhn_refuses_a_wrong_check_digit(number: str) -> None:
+    assert not luhn_valid(number)
+
+
+@given(
+    st.text(alphabet="0123456789", min_size=7, max_size=18), st.integers(0, 17), st.integers(1, 9)
+)
+def test_luhn_catches_every_single_digit_typo(payload: str, position: int, delta: int) -> None:
+    number = payload + luhn_check_digit(payload)
+    i = position % len(number)
+    typo = number[:i] + str((int(number[i]) + delta) % 10) + number[i + 1 :]
+    assert luhn_valid(number)
+    assert not luhn_valid(typo)
+
+
+def test_normalise_strips_spaces_and_dashes() -> None:
+    assert normalise_card_number(" 9900 0000-0000 0002 ") == "9900000000000002"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("9900000000000003", "check digit"),
+        ("99000000000000AB", "digits only"),
+        ("１２３４５６７８", "digits only"),  # full-width digits are not ASCII digits
+        ("1234567", "8 to 19"),
+        ("1" * 20, "8 to 19"),
+        ("", "digits only"),
+    ],
+)
+def test_normalise_refuses_with_invalid_card_number(raw: str, message: str) -> None:
+    with pytest.raises(InvalidCardNumber) as err:
+        normalise_card_number(raw)
+    assert err.value.code == "invalid_card_number"
+    assert err.value.status == 422
+    assert message in err.value.errors["card_number"][0]
+
+
+def test_generated_numbers_have_prefix_length_and_valid_check_digit() -> None:
+    numbers = {generate_card_number("990", 16) for _ in range(200)}
+    assert len(numbers) == 200
+    for n in numbers:
+        assert n.startswith("990") and len(n) == 16 and luhn_valid(n)
+
+
+def test_generation_refuses_a_prefix_leaving_too_few_random_digits() -> None:
+    with pytest.raises(ValueError):
+        generate_card_number("99012345678", 16)
