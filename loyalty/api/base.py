@@ -61,6 +61,21 @@ class LoyaltyBlueprint(Blueprint):
         headers["X-Total-Count"] = str(page_params.item_count)
         return result, headers
 
+    def _document_pagination_metadata(self, spec: Any, resp_doc: Any) -> None:
+        resp_doc.setdefault("headers", {}).update(
+            {
+                "X-Pagination": {
+                    "description": "JSON object: total, total_pages, first_page, last_page, "
+                    "page, previous_page, next_page",
+                    "schema": {"type": "string"},
+                },
+                "X-Total-Count": {
+                    "description": "Total number of items",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
+            }
+        )
+
 
 #: Pages beyond this are empty (keeps OFFSET within what any database accepts).
 MAX_PAGE = 1_000_000

@@ -41,11 +41,11 @@ class Members(MethodView):
 
     @auth.require("pos", "webshop", "admin")
     @transactional(idempotent=True)
-    @blp.arguments(MemberCreateSchema)
+    @blp.arguments(MemberCreateSchema(), required=False)
     @blp.response(201, MemberSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Enrol a customer: a member with a first card (a new one, or the pre-printed one given)"""
-        return members.enrol(db.session, data, settings=settings(), actor=actor())
+        return members.enrol(db.session, data or {}, settings=settings(), actor=actor())
 
 
 @blp.route("/members/<int:member_id>")
@@ -58,12 +58,14 @@ class MemberById(MethodView):
 
     @auth.require("admin")
     @transactional()
-    @blp.arguments(MemberUpdateSchema)
+    @blp.arguments(MemberUpdateSchema(), required=False)
     @blp.response(200, MemberSchema)
     def patch(self, data: dict[str, Any], member_id: int) -> Any:
         """Change personal data or marketing consent (audit-logged)"""
         member = members.get_member(db.session, member_id, for_update=True)
-        return members.update_member(db.session, member, data, settings=settings(), actor=actor())
+        return members.update_member(
+            db.session, member, data or {}, settings=settings(), actor=actor()
+        )
 
     @auth.require("admin")
     @transactional()

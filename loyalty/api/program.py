@@ -27,8 +27,8 @@ class ProgramResource(MethodView):
 
     @auth.require("admin")
     @transactional()
-    @blp.arguments(ProgramUpdateSchema)
+    @blp.arguments(ProgramUpdateSchema(), required=False)
     @blp.response(200, ProgramSchema)
     def put(self, data: dict[str, Any]) -> Any:
         """Change the programme (the fields given replace the current ones)"""
-        return program.update_program(db.session, data, actor())
+        return program.update_program(db.session, data or {}, actor())

@@ -26,6 +26,8 @@ def CardNumber(**kwargs: object) -> ma.fields.String:
     metadata = {
         "description": "Card number (digits, Luhn check digit; spaces and dashes are ignored)",
         "example": "9900000000000002",
+        # documented, enforced by the domain so that any mistype is `invalid_card_number`
+        "pattern": "^[0-9 -]+$",
         **kwargs.pop("metadata", {}),  # type: ignore[dict-item]
     }
     return ma.fields.String(
@@ -37,6 +39,19 @@ def CardNumber(**kwargs: object) -> ma.fields.String:
 
 def Id(**kwargs: object) -> ma.fields.Integer:
     return ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1), **kwargs)  # type: ignore[arg-type]
+
+
+class StrictBoolean(ma.fields.Boolean):
+    """JSON true/false only (marshmallow's Boolean also takes 0, 1, "yes", ...)."""
+
+    def _deserialize(self, value: object, attr: object, data: object, **kwargs: object) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+def Bool(**kwargs: object) -> ma.fields.Boolean:  # noqa: N802
+    return StrictBoolean(**kwargs)  # type: ignore[arg-type]
 
 
 class BalanceSchema(Schema):

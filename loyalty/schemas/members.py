@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from loyalty.schemas.common import BalanceSchema, CardNumber, Schema, Str
+from loyalty.schemas.common import BalanceSchema, Bool, CardNumber, Schema, Str
 
 
 class CardBriefSchema(Schema):
@@ -33,7 +33,7 @@ class MemberCreateSchema(Schema):
     name = Str(200, allow_none=True)
     email = Str(320, allow_none=True, metadata={"example": "ann@example.com"})
     phone = Str(40, allow_none=True, metadata={"example": "+31612345678"})
-    marketing_consent = ma.fields.Boolean(load_default=False)
+    marketing_consent = Bool(load_default=False)
     external_ref = Str(100, allow_none=True, metadata={"description": "The retailer's own id"})
     card_number = CardNumber(
         allow_none=True, metadata={"description": "Activate this pre-printed card"}
@@ -44,7 +44,7 @@ class MemberUpdateSchema(Schema):
     name = Str(200, allow_none=True)
     email = Str(320, allow_none=True)
     phone = Str(40, allow_none=True)
-    marketing_consent = ma.fields.Boolean(allow_none=True)
+    marketing_consent = Bool(allow_none=True)
     external_ref = Str(100, allow_none=True)
 
 

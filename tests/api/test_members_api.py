@@ -198,3 +198,19 @@ def test_card_lookup_errors(client, pos) -> None:
     assert r.status_code == 404 and r.json["code"] == "not_found"
     r = client.get("/api/v1/cards/abc", headers=pos)
     assert r.status_code == 422 and r.json["code"] == "invalid_card_number"
+
+
+def test_letters_in_a_card_number_are_a_mistype_too(client, pos) -> None:
+    r = enrol(client, pos, card_number="99000000000000AB")
+    assert r.status_code == 422 and r.json["code"] == "invalid_card_number"
+
+
+def test_booleans_are_json_booleans_only(client, pos) -> None:
+    r = enrol(client, pos, marketing_consent=0)
+    assert r.status_code == 422 and list(r.json["errors"]) == ["marketing_consent"]
+    assert enrol(client, pos, marketing_consent=True).json["marketing_consent"] is True
+
+
+def test_an_anonymous_card_needs_no_body(client, pos) -> None:
+    r = client.post("/api/v1/members", headers=pos)
+    assert r.status_code == 201 and r.json["name"] is None and r.json["card_number"]

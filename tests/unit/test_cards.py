@@ -47,7 +47,7 @@ def test_normalise_strips_spaces_and_dashes() -> None:
     [
         ("9900000000000003", "check digit"),
         ("99000000000000AB", "digits only"),
-        ("１２３４５６７８", "digits only"),  # full-width digits are not ASCII digits
+        ("\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18", "digits only"),  # full-width digits
         ("1234567", "8 to 19"),
         ("1" * 20, "8 to 19"),
         ("", "digits only"),
