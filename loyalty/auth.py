@@ -127,4 +127,4 @@ def require(*scopes: str) -> Callable[[F], F]:
 
 
 def current_client() -> Client:
-    return g.client  # type: ignore[no-any-return]
+    return g.client

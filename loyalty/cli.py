@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -79,7 +81,7 @@ def revoke_api_key(name: str) -> None:
     click.echo(f"Revoked {name!r}.")
 
 
-DEMO_MEMBERS = [
+DEMO_MEMBERS: list[dict[str, Any]] = [
     {
         "name": "Ann Example",
         "email": "ann@example.com",
@@ -102,11 +104,11 @@ def seed_demo() -> None:
     """A demo programme and members (once), and fresh demo keys (every time) printed here."""
     from loyalty.api import settings
 
-    program.ensure_program(db.session)
+    program.ensure_program(db.session())
     seeded = db.session.scalar(select(Member.id).where(Member.external_ref == "demo-1"))
     if seeded is None:
         for data in DEMO_MEMBERS:
-            members.enrol(db.session, dict(data), settings=settings(), actor=Actor.cli())
+            members.enrol(db.session(), dict(data), settings=settings(), actor=Actor.cli())
         click.echo(f"Demo programme and {len(DEMO_MEMBERS)} members created.")
     else:
         click.echo("Demo data already present; issuing fresh demo keys.")
@@ -124,7 +126,7 @@ def seed_demo() -> None:
 def prune_idempotency() -> None:
     """Delete Idempotency-Key records older than LOYALTY_IDEMPOTENCY_TTL_HOURS."""
     ttl = current_app.config["LOYALTY_IDEMPOTENCY_TTL_HOURS"]
-    count = idempotency.prune(db.session, ttl)
+    count = idempotency.prune(db.session(), ttl)
     db.session.commit()
     click.echo(f"Pruned {count} idempotency records older than {ttl} h.")
 

@@ -10,12 +10,16 @@ POSTMAN = Path(__file__).resolve().parents[1] / "postman"
 
 
 def test_collection_json_is_up_to_date_with_its_source() -> None:
-    spec = importlib.util.spec_from_file_location("build_collection", POSTMAN / "build_collection.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_collection", POSTMAN / "build_collection.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for name, text in module.render().items():
-        assert (POSTMAN / name).read_text() == text, f"run: python postman/build_collection.py ({name})"
+        assert (POSTMAN / name).read_text() == text, (
+            f"run: python postman/build_collection.py ({name})"
+        )
 
 
 def test_collection_covers_every_operation_of_the_openapi_document(client) -> None:

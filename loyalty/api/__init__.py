@@ -18,7 +18,7 @@ def settings() -> Settings:
             phone_region=cfg["LOYALTY_PHONE_REGION"],
         )
         current_app.extensions["loyalty_settings"] = cached
-    return cached  # type: ignore[no-any-return]
+    return cached
 
 
 def actor() -> Actor:

@@ -23,7 +23,7 @@ class CardByNumber(MethodView):
     @blp.response(200, CardSchema)
     def get(self, card_number: str) -> Any:
         """The card, its status, its member and balance (a mistyped number: 422)"""
-        return members.get_card(db.session, card_number)
+        return members.get_card(db.session(), card_number)
 
 
 @blp.route("/cards/<string:card_number>/block")
@@ -35,5 +35,5 @@ class CardBlock(MethodView):
     def post(self, data: dict[str, Any], card_number: str) -> Any:
         """Block a lost or stolen card; points stay with the member"""
         return members.block_card(
-            db.session, card_number, (data or {}).get("reason"), actor=actor()
+            db.session(), card_number, (data or {}).get("reason"), actor=actor()
         )

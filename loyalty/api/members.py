@@ -34,7 +34,7 @@ class Members(MethodView):
         """Search members by e-mail, phone, card number or part of the name (newest first)"""
         offset, limit = page_window(pagination_parameters)
         items, total = members.search_members(
-            db.session, **args, settings=settings(), offset=offset, limit=limit
+            db.session(), **args, settings=settings(), offset=offset, limit=limit
         )
         pagination_parameters.item_count = total
         return items
@@ -45,7 +45,7 @@ class Members(MethodView):
     @blp.response(201, MemberSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """Enrol a customer: a member with a first card (a new one, or the pre-printed one given)"""
-        return members.enrol(db.session, data or {}, settings=settings(), actor=actor())
+        return members.enrol(db.session(), data or {}, settings=settings(), actor=actor())
 
 
 @blp.route("/members/<int:member_id>")
@@ -54,7 +54,7 @@ class MemberById(MethodView):
     @blp.response(200, MemberSchema)
     def get(self, member_id: int) -> Any:
         """A member, their cards and balance"""
-        return members.get_member(db.session, member_id)
+        return members.get_member(db.session(), member_id)
 
     @auth.require("admin")
     @transactional()
@@ -62,9 +62,9 @@ class MemberById(MethodView):
     @blp.response(200, MemberSchema)
     def patch(self, data: dict[str, Any], member_id: int) -> Any:
         """Change personal data or marketing consent (audit-logged)"""
-        member = members.get_member(db.session, member_id, for_update=True)
+        member = members.get_member(db.session(), member_id, for_update=True)
         return members.update_member(
-            db.session, member, data or {}, settings=settings(), actor=actor()
+            db.session(), member, data or {}, settings=settings(), actor=actor()
         )
 
     @auth.require("admin")
@@ -72,8 +72,8 @@ class MemberById(MethodView):
     @blp.response(204)
     def delete(self, member_id: int) -> Any:
         """Erase the member's personal data; purchases, points and cards stay"""
-        member = members.get_member(db.session, member_id, for_update=True)
-        members.erase_member(db.session, member, actor=actor())
+        member = members.get_member(db.session(), member_id, for_update=True)
+        members.erase_member(db.session(), member, actor=actor())
 
 
 @blp.route("/members/<int:member_id>/cards")
@@ -84,7 +84,6 @@ class MemberCards(MethodView):
     @blp.response(201, CardSchema)
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """Issue another card (a replacement, or activate a pre-printed one)"""
-        member = members.get_member(db.session, member_id)
-        return members.issue_card(
-            db.session, member, (data or {}).get("card_number"), settings=settings(), actor=actor()
-        )
+        member = members.get_member(db.session(), member_id)
+        number = (data or {}).get("card_number")
+        return members.issue_card(db.session(), member, number, settings=settings(), actor=actor())

@@ -23,7 +23,7 @@ class ProgramResource(MethodView):
     @blp.response(200, ProgramSchema)
     def get(self) -> Any:
         """Currency, earn rate, rounding, expiry, reservation time, policies, tiers"""
-        return program.get_program(db.session)
+        return program.get_program(db.session())
 
     @auth.require("admin")
     @transactional()
@@ -31,4 +31,4 @@ class ProgramResource(MethodView):
     @blp.response(200, ProgramSchema)
     def put(self, data: dict[str, Any]) -> Any:
         """Change the programme (the fields given replace the current ones)"""
-        return program.update_program(db.session, data or {}, actor())
+        return program.update_program(db.session(), data or {}, actor())

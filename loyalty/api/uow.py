@@ -76,9 +76,9 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
     def decorator(func: F) -> F:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            session = db.session
+            session = db.session()
             token = write_transaction.set(True)
-            if session().in_transaction() and session.get_bind().dialect.name == "sqlite":
+            if session.in_transaction() and session.get_bind().dialect.name == "sqlite":
                 # End the read transaction auth began, so this one starts with BEGIN IMMEDIATE
                 # (a deferred read transaction cannot wait for the write lock: SQLITE_BUSY).
                 session.rollback()

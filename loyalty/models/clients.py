@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.extensions import db
+from loyalty.extensions import Base
 from loyalty.models.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 SCOPES = ("pos", "webshop", "admin", "reports")
 
 
-class ApiClient(db.Model):
+class ApiClient(Base):
     """A caller with an API key. Only the SHA-256 of the key is stored."""
 
     __tablename__ = "api_clients"
@@ -28,7 +28,7 @@ class ApiClient(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class IdempotencyRecord(db.Model):
+class IdempotencyRecord(Base):
     """The stored response of a POST sent with an Idempotency-Key, committed with its effect."""
 
     __tablename__ = "idempotency_records"
@@ -43,7 +43,7 @@ class IdempotencyRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Base):
     """Who changed what, for staff actions (personal data, cards, corrections)."""
 
     __tablename__ = "audit_entries"

@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.extensions import db
+from loyalty.extensions import Base
 from loyalty.models.types import BigIntPK, UTCDateTime, utcnow
 
 CARD_STATUSES = ("active", "blocked")
 
 
-class Member(db.Model):
+class Member(Base):
     """An enrolled customer and their points account (`points` posted, `held` reserved).
 
     `points` and `held` are written only by `loyalty.domain.ledger`.
@@ -56,7 +56,7 @@ class Member(db.Model):
         return next((c.number for c in self.cards if c.status == "active"), None)
 
 
-class Card(db.Model):
+class Card(Base):
     __tablename__ = "cards"
     __table_args__ = (CheckConstraint("status IN ('active', 'blocked')", name="status_known"),)
 

@@ -8,13 +8,13 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.extensions import db
+from loyalty.extensions import Base
 from loyalty.models.types import JSONType, UTCDateTime, utcnow
 
 ROUNDING_MODES = ("down", "half_up", "up")
 
 
-class Program(db.Model):
+class Program(Base):
     __tablename__ = "program"
     __table_args__ = (
         CheckConstraint("id = 1", name="single_row"),

@@ -50,7 +50,7 @@ class StrictBoolean(ma.fields.Boolean):
         return value
 
 
-def Bool(**kwargs: object) -> ma.fields.Boolean:  # noqa: N802
+def Bool(**kwargs: object) -> ma.fields.Boolean:
     return StrictBoolean(**kwargs)  # type: ignore[arg-type]
 
 

@@ -57,7 +57,12 @@ def live() -> Iterator[dict[str, str]]:
         url = _pg_url(pg_name)
     else:
         url = f"sqlite:///{tmp}/e2e.sqlite3"
-    env = {**os.environ, "DATABASE_URL": url, "FLASK_APP": "wsgi", "LOYALTY_API_KEY_CACHE_SECONDS": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "FLASK_APP": "wsgi",
+        "LOYALTY_API_KEY_CACHE_SECONDS": "1",
+    }
     server = None
     log = None
     try:
@@ -65,14 +70,20 @@ def live() -> Iterator[dict[str, str]]:
         assert proc.returncode == 0, _tail(proc)
         keys = {}
         for scope in ("admin", "pos", "webshop", "reports"):
-            proc = _run([str(BIN / "flask"), "loyalty", "create-api-key", f"e2e-{scope}", "--scope", scope], env)
+            proc = _run(
+                [str(BIN / "flask"), "loyalty", "create-api-key", f"e2e-{scope}", "--scope", scope],
+                env,
+            )
             assert proc.returncode == 0, _tail(proc)
             keys[f"{scope}_key"] = proc.stdout.strip().splitlines()[-1]
         port = _free_port()
         log = open(Path(tmp) / "gunicorn.log", "w")  # noqa: SIM115
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -83,7 +94,9 @@ def live() -> Iterator[dict[str, str]]:
             except OSError:
                 time.sleep(0.1)
         else:
-            pytest.fail("gunicorn did not become ready:\n" + (Path(tmp) / "gunicorn.log").read_text())
+            pytest.fail(
+                "gunicorn did not become ready:\n" + (Path(tmp) / "gunicorn.log").read_text()
+            )
         yield {"base_url": base, "log": str(Path(tmp) / "gunicorn.log"), **keys}
     finally:
         if server is not None:
@@ -104,8 +117,13 @@ def _assert_no_server_errors(live: dict[str, str]) -> None:
 def test_postman_collection_passes_with_newman(live: dict[str, str]) -> None:
     assert NEWMAN.exists(), "newman is not installed: run `npm ci` (make test does)"
     args = [
-        str(NEWMAN), "run", "postman/loyalty.postman_collection.json",
-        "-e", "postman/loyalty.postman_environment.json", "--color", "off",
+        str(NEWMAN),
+        "run",
+        "postman/loyalty.postman_collection.json",
+        "-e",
+        "postman/loyalty.postman_environment.json",
+        "--color",
+        "off",
     ]
     for name in ("base_url", "admin_key", "pos_key", "webshop_key", "reports_key"):
         args += ["--env-var", f"{name}={live[name]}"]
@@ -125,11 +143,22 @@ SCHEMATHESIS_EXCLUDED = "positive_data_acceptance,use_after_free"
 
 def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(live: dict[str, str]) -> None:
     args = [
-        str(BIN / "st"), "run", f"{live['base_url']}/api/v1/openapi.json",
-        "-H", f"Authorization: Bearer {live['admin_key']}",
-        "--checks", "all", "--exclude-checks", SCHEMATHESIS_EXCLUDED,
-        "--max-examples", os.environ.get("LOYALTY_SCHEMATHESIS_EXAMPLES", "25"),
-        "--seed", "20261122", "--no-color", "--workers", "2",
+        str(BIN / "st"),
+        "run",
+        f"{live['base_url']}/api/v1/openapi.json",
+        "-H",
+        f"Authorization: Bearer {live['admin_key']}",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        SCHEMATHESIS_EXCLUDED,
+        "--max-examples",
+        os.environ.get("LOYALTY_SCHEMATHESIS_EXAMPLES", "25"),
+        "--seed",
+        "20261122",
+        "--no-color",
+        "--workers",
+        "2",
     ]
     proc = _run(args, {**os.environ, "SCHEMATHESIS_HOOKS": ""}, timeout=900)
     print(proc.stdout[-2000:])
