@@ -81,18 +81,20 @@ def revoke_api_key(name: str) -> None:
     click.echo(f"Revoked {name!r}.")
 
 
+# E-mails and phone chosen not to collide with what a newcomer types first (ann@example.com);
+# +61 491 570 156 is in the Australian range reserved for fiction.
 DEMO_MEMBERS: list[dict[str, Any]] = [
     {
-        "name": "Ann Example",
-        "email": "ann@example.com",
-        "phone": "+31612345678",
+        "name": "Dana Demo",
+        "email": "dana.demo@example.com",
+        "phone": "+61491570156",
         "marketing_consent": True,
         "external_ref": "demo-1",
     },
-    {"name": "Bob Example", "email": "bob@example.com", "external_ref": "demo-2"},
+    {"name": "Eli Demo", "email": "eli.demo@example.com", "external_ref": "demo-2"},
     {
-        "name": "Chloé Example",
-        "email": "chloe@example.com",
+        "name": "Chloé Demo",
+        "email": "chloe.demo@example.com",
         "external_ref": "demo-3",
         "card_number": "9900000000000002",
     },

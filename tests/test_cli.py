@@ -56,7 +56,7 @@ def test_seed_demo_seeds_once_and_prints_working_keys_every_time(app, runner, cl
         == 401
     )
     r = client.get("/api/v1/cards/9900000000000002", headers={"Authorization": f"Bearer {key}"})
-    assert r.json["member"]["name"] == "Chloé Example"
+    assert r.json["member"]["name"] == "Chloé Demo"
 
 
 def test_prune_idempotency_deletes_only_old_records(app, runner, client, pos) -> None:
@@ -77,3 +77,12 @@ def test_prune_idempotency_deletes_only_old_records(app, runner, client, pos) ->
     assert "Pruned 1 " in out.output
     with app.app_context():
         assert db.session.scalars(select(IdempotencyRecord.key)).all() == ["fresh"]
+
+
+def test_demo_data_leaves_the_readme_example_free(runner, client, pos) -> None:
+    """The README (and the issue) enrol ann@example.com right after `make run`."""
+    assert runner.invoke(args=["loyalty", "seed-demo"]).exit_code == 0
+    r = client.post(
+        "/api/v1/members", json={"name": "Ann", "email": "ann@example.com"}, headers=pos
+    )
+    assert r.status_code == 201
