@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from loyalty.config import Config
 from loyalty.errors import DomainError, domain_error_response, internal_error_response
@@ -24,6 +25,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.from_object(Config(app.instance_path))
     app.config.update(overrides or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["id"] = IdConverter
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
@@ -34,6 +36,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         },
     )
 
+    api.register_converter(
+        IdConverter, lambda _c: {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    )
     from loyalty.api import register_blueprints
     from loyalty.health import bp as health_bp
 
@@ -52,6 +57,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """A database id in a path: 1 to 2^63 - 1 (BIGINT); anything else does not match (404)."""
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, min=1, max=2**63 - 1)
 
 
 def _configure_sqlite(engine: Any) -> None:

@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from loyalty import auth
-from loyalty.domain import idempotency, members, program
+from loyalty.domain import idempotency, ledger, members, program
 from loyalty.domain.context import Actor
 from loyalty.extensions import db
 from loyalty.models import SCOPES, ApiClient, Member
@@ -131,6 +131,21 @@ def prune_idempotency() -> None:
     count = idempotency.prune(db.session(), ttl)
     db.session.commit()
     click.echo(f"Pruned {count} idempotency records older than {ttl} h.")
+
+
+@loyalty_cli.command("verify-ledger")
+def verify_ledger() -> None:
+    """Prove the books balance: balances = sums of entries, balance_after chains, no purchase
+    earned twice, purchase totals = their entries. Exits 1 on any mismatch."""
+    result = ledger.verify(db.session())
+    click.echo(f"Checked {result.members} members and {result.entries} ledger entries.")
+    if result.ok:
+        click.echo("OK: every balance equals the sum of its entries; the books balance.")
+        return
+    for problem in result.problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    click.echo(f"{len(result.problems)} problem(s) found.", err=True)
+    raise SystemExit(1)
 
 
 def register_cli(app: Flask) -> None:

@@ -81,6 +81,10 @@ class MemberErased(Conflict):
     code, title = "member_erased", "This member's personal data was erased"
 
 
+class ExternalIdConflict(Conflict):
+    code, title = "external_id_conflict", "This external_id is used by another member's record"
+
+
 class IdempotencyKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Idempotency-Key was used with a different request"
 
@@ -104,6 +108,14 @@ class CardBlocked(DomainError):
 
 class CurrencyMismatch(DomainError):
     code, title = "currency_mismatch", "The currency is not the programme's currency"
+
+
+class InsufficientPoints(DomainError):
+    code, title = "insufficient_points", "Not enough available points"
+
+
+class ReturnExceedsPurchase(DomainError):
+    code, title = "return_exceeds_purchase", "The returns would exceed the purchase amount"
 
 
 class MemberMismatch(DomainError):

@@ -173,6 +173,8 @@ pm.test("programme fields", () => {
   pm.expect(p).to.include.keys("currency", "currency_exponent", "points_per_unit", "rounding",
     "points_expire_after_days", "reservation_minutes", "tiers");
   pm.collectionVariables.set("currency", p.currency);
+  pm.collectionVariables.set("currency_exponent", p.currency_exponent);
+  pm.collectionVariables.set("other_currency", p.currency === "USD" ? "EUR" : "USD");
 });""",
     ),
     request(
@@ -307,6 +309,239 @@ pm.test("same member", () => pm.expect(pm.response.json().card_number).to.eql(pm
         "/api/v1/members/{{member_id}}",
         key="reports_key",
         tests=status(403) + code("forbidden"),
+    ),
+    # ---------------------------------------------------------------- purchases and the ledger
+    request(
+        "quote a basket (till)",
+        "POST",
+        "/api/v1/checkout/quote",
+        body={"card_number": "{{card_number}}", "amount": 2599, "currency": "{{currency}}"},
+        tests=status(200)
+        + """
+const q = pm.response.json();
+const expected = Math.floor(2599 / Math.pow(10, Number(pm.collectionVariables.get("currency_exponent"))));
+pm.collectionVariables.set("expected_points", expected);
+pm.test("earns floor(amount × rate)", () => pm.expect(q.points_earned).to.eql(expected));
+pm.test("no side effects", () => pm.expect(q.balance.points).to.eql(0));
+pm.test("balance after", () => pm.expect(q.balance_after.points).to.eql(expected));""",
+    ),
+    request(
+        "purchase",
+        "POST",
+        "/api/v1/purchases",
+        body={
+            "external_id": "till-{{run}}-1",
+            "card_number": "{{card_number}}",
+            "amount": 2599,
+            "currency": "{{currency}}",
+            "store_id": "store-1",
+            "lines": [
+                {"sku": "COFFEE-1KG", "category": "coffee", "quantity": 1, "unit_price": 2599}
+            ],
+        },
+        headers={"Idempotency-Key": "purchase-{{run}}-1"},
+        tests=status(201)
+        + """
+const p = pm.response.json();
+const expected = Number(pm.collectionVariables.get("expected_points"));
+pm.test("points earned as quoted", () => pm.expect(p.points_earned).to.eql(expected));
+pm.test("balance has them", () => pm.expect(p.balance).to.eql({points: expected, held: 0, available: expected}));
+pm.test("no vouchers yet", () => pm.expect(p.vouchers_issued).to.eql([]));
+pm.collectionVariables.set("purchase_id", p.id);
+pm.collectionVariables.set("purchase_body", JSON.stringify(p));""",
+    ),
+    request(
+        "purchase retried with the same key",
+        "POST",
+        "/api/v1/purchases",
+        body={
+            "external_id": "till-{{run}}-1",
+            "card_number": "{{card_number}}",
+            "amount": 2599,
+            "currency": "{{currency}}",
+            "store_id": "store-1",
+            "lines": [
+                {"sku": "COFFEE-1KG", "category": "coffee", "quantity": 1, "unit_price": 2599}
+            ],
+        },
+        headers={"Idempotency-Key": "purchase-{{run}}-1"},
+        tests=status(201)
+        + """
+pm.test("same response, replayed", () => {
+  pm.expect(pm.response.headers.get("Idempotent-Replayed")).to.eql("true");
+  pm.expect(pm.response.json()).to.eql(JSON.parse(pm.collectionVariables.get("purchase_body")));
+});""",
+    ),
+    request(
+        "same external_id without a key → 200, earns nothing",
+        "POST",
+        "/api/v1/purchases",
+        body={
+            "external_id": "till-{{run}}-1",
+            "card_number": "{{card_number}}",
+            "amount": 2599,
+            "currency": "{{currency}}",
+        },
+        tests=status(200)
+        + """
+const p = pm.response.json();
+const expected = Number(pm.collectionVariables.get("expected_points"));
+pm.test("the existing purchase", () => pm.expect(p.id).to.eql(Number(pm.collectionVariables.get("purchase_id"))));
+pm.test("balance unchanged", () => pm.expect(p.balance.points).to.eql(expected));""",
+    ),
+    request(
+        "purchase in another currency → 422",
+        "POST",
+        "/api/v1/purchases",
+        body={
+            "external_id": "till-{{run}}-x",
+            "card_number": "{{card_number}}",
+            "amount": 100,
+            "currency": "{{other_currency}}",
+        },
+        tests=status(422) + PROBLEM + code("currency_mismatch"),
+    ),
+    request(
+        "purchase for an unknown card → 404",
+        "POST",
+        "/api/v1/purchases",
+        body={
+            "external_id": "till-{{run}}-y",
+            "card_number": "9900000000000010",
+            "amount": 100,
+            "currency": "{{currency}}",
+        },
+        tests=status(404) + code("not_found"),
+    ),
+    request(
+        "get purchase",
+        "GET",
+        "/api/v1/purchases/{{purchase_id}}",
+        tests=status(200)
+        + """
+const p = pm.response.json();
+pm.test("lines and one earn entry", () => {
+  pm.expect(p.lines.length).to.eql(1);
+  pm.expect(p.ledger_entries.map(e => e.kind)).to.eql(["earn"]);
+});""",
+    ),
+    request(
+        "return half",
+        "POST",
+        "/api/v1/purchases/{{purchase_id}}/returns",
+        body={"external_id": "return-{{run}}-1", "amount": 1300},
+        tests=status(201)
+        + """
+const r = pm.response.json();
+const expected = Number(pm.collectionVariables.get("expected_points"));
+const reversed = Math.floor(expected * 1300 / 2599);
+pm.test("pro rata, rounded down", () => pm.expect(r.points_reversed).to.eql(reversed));
+pm.test("balance after the return", () => pm.expect(r.balance.points).to.eql(expected - reversed));""",
+    ),
+    request(
+        "return more than is left → 422",
+        "POST",
+        "/api/v1/purchases/{{purchase_id}}/returns",
+        body={"external_id": "return-{{run}}-2", "amount": 2599},
+        tests=status(422) + PROBLEM + code("return_exceeds_purchase"),
+    ),
+    request(
+        "return of an unknown purchase → 404",
+        "POST",
+        "/api/v1/purchases/999999999/returns",
+        body={"external_id": "return-{{run}}-3", "amount": 1},
+        tests=status(404) + code("not_found"),
+    ),
+    request(
+        "batch from an offline till",
+        "POST",
+        "/api/v1/purchases/batch",
+        body={
+            "purchases": [
+                {
+                    "external_id": "till-{{run}}-2",
+                    "card_number": "{{card_number}}",
+                    "amount": 1000,
+                    "currency": "{{currency}}",
+                    "occurred_at": "2026-01-02T10:00:00+01:00",
+                },
+                {
+                    "external_id": "till-{{run}}-1",
+                    "card_number": "{{card_number}}",
+                    "amount": 2599,
+                    "currency": "{{currency}}",
+                },
+                {
+                    "external_id": "till-{{run}}-3",
+                    "card_number": "{{card_number}}",
+                    "amount": -5,
+                    "currency": "{{currency}}",
+                },
+            ]
+        },
+        tests=status(200)
+        + """
+const res = pm.response.json().results;
+pm.test("created, duplicate, rejected, in order", () =>
+  pm.expect(res.map(r => r.status)).to.eql(["created", "duplicate", "rejected"]));
+pm.test("the rejection names the field", () => pm.expect(res[2].error.errors).to.have.key("amount"));""",
+    ),
+    request(
+        "adjust points (admin)",
+        "POST",
+        "/api/v1/members/{{member_id}}/adjustments",
+        key="admin_key",
+        body={"points": 10, "reason": "goodwill after a complaint"},
+        tests=status(201)
+        + """
+const e = pm.response.json();
+pm.test("an adjust entry", () => {
+  pm.expect(e.kind).to.eql("adjust");
+  pm.expect(e.points).to.eql(10);
+  pm.expect(e.note).to.eql("goodwill after a complaint");
+  pm.expect(e.balance.points).to.eql(e.balance_after);
+});""",
+    ),
+    request(
+        "adjustment without a reason → 422",
+        "POST",
+        "/api/v1/members/{{member_id}}/adjustments",
+        key="admin_key",
+        body={"points": 10},
+        tests=status(422) + code("validation_error"),
+    ),
+    request(
+        "adjustment below zero → 422",
+        "POST",
+        "/api/v1/members/{{member_id}}/adjustments",
+        key="admin_key",
+        body={"points": -1000000, "reason": "typo"},
+        tests=status(422) + code("insufficient_points"),
+    ),
+    request(
+        "adjustment with a pos key → 403",
+        "POST",
+        "/api/v1/members/{{member_id}}/adjustments",
+        body={"points": 1, "reason": "x"},
+        tests=status(403) + code("forbidden"),
+    ),
+    request(
+        "ledger (admin)",
+        "GET",
+        "/api/v1/members/{{member_id}}/ledger",
+        key="admin_key",
+        tests=status(200)
+        + """
+const entries = pm.response.json();
+pm.test("newest first: adjust, earn (batch), reverse, earn", () =>
+  pm.expect(entries.map(e => e.kind)).to.eql(["adjust", "earn", "reverse", "earn"]));
+pm.test("balance_after chains", () => {
+  for (let i = 0; i < entries.length - 1; i++) {
+    pm.expect(entries[i].balance_after).to.eql(entries[i + 1].balance_after + entries[i].points);
+  }
+  pm.expect(entries[entries.length - 1].balance_after).to.eql(entries[entries.length - 1].points);
+});
+pm.test("total in the header", () => pm.expect(pm.response.headers.get("X-Total-Count")).to.eql("4"));""",
     ),
     request(
         "unknown member → 404",

@@ -99,8 +99,16 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
             names = ", ".join(f'"{t.name}"' for t in tables)
             db.session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
+            # the append-only triggers refuse DELETE: lift them for the clean-up, then restore
+            triggers = db.session.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+            ).all()
+            for name, _sql in triggers:
+                db.session.execute(text(f'DROP TRIGGER "{name}"'))
             for table in tables:
                 db.session.execute(table.delete())
+            for _name, sql in triggers:
+                db.session.execute(text(sql))
         db.session.commit()
         from loyalty.domain.program import ensure_program
 

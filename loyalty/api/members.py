@@ -10,7 +10,7 @@ from loyalty import auth
 from loyalty.api import actor, settings
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import transactional
-from loyalty.domain import members
+from loyalty.domain import members, purchases
 from loyalty.extensions import db
 from loyalty.schemas.members import (
     CardIssueSchema,
@@ -20,6 +20,7 @@ from loyalty.schemas.members import (
     MemberSearchArgs,
     MemberUpdateSchema,
 )
+from loyalty.schemas.purchases import AdjustmentResultSchema, AdjustmentSchema, LedgerEntrySchema
 
 blp = LoyaltyBlueprint("members", __name__, description="Members and their cards")
 
@@ -48,7 +49,7 @@ class Members(MethodView):
         return members.enrol(db.session(), data or {}, settings=settings(), actor=actor())
 
 
-@blp.route("/members/<int:member_id>")
+@blp.route("/members/<id:member_id>")
 class MemberById(MethodView):
     @auth.require("pos", "webshop", "admin")
     @blp.response(200, MemberSchema)
@@ -76,7 +77,7 @@ class MemberById(MethodView):
         members.erase_member(db.session(), member, actor=actor())
 
 
-@blp.route("/members/<int:member_id>/cards")
+@blp.route("/members/<id:member_id>/cards")
 class MemberCards(MethodView):
     @auth.require("admin")
     @transactional(idempotent=True)
@@ -87,3 +88,29 @@ class MemberCards(MethodView):
         member = members.get_member(db.session(), member_id)
         number = (data or {}).get("card_number")
         return members.issue_card(db.session(), member, number, settings=settings(), actor=actor())
+
+
+@blp.route("/members/<id:member_id>/adjustments")
+class MemberAdjustments(MethodView):
+    @auth.require("admin")
+    @transactional(idempotent=True)
+    @blp.arguments(AdjustmentSchema)
+    @blp.response(201, AdjustmentResultSchema)
+    def post(self, data: dict[str, Any], member_id: int) -> Any:
+        """Correct points (±) with a reason; audit-logged with the key's name"""
+        return purchases.adjust(
+            db.session(), member_id, data["points"], data["reason"], actor=actor()
+        )
+
+
+@blp.route("/members/<id:member_id>/ledger")
+class MemberLedger(MethodView):
+    @auth.require("admin")
+    @blp.response(200, LedgerEntrySchema(many=True))
+    @blp.paginate()
+    def get(self, member_id: int, pagination_parameters: Any) -> Any:
+        """The member's ledger entries, newest first, each with balance_after"""
+        offset, limit = page_window(pagination_parameters)
+        items, total = purchases.list_entries(db.session(), member_id, offset=offset, limit=limit)
+        pagination_parameters.item_count = total
+        return items

@@ -8,14 +8,16 @@ idempotency record land together or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Response, current_app, request
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from loyalty.auth import current_client
 from loyalty.domain import idempotency
@@ -49,6 +51,10 @@ _CONSTRAINT_ERRORS: dict[str, tuple[str, str]] = {
     "members.external_ref": ("external_ref_taken", "external_ref"),
     "uq_cards_number": ("card_in_use", "card_number"),
     "cards.number": ("card_in_use", "card_number"),
+    "uq_purchases_api_client_id_external_id": ("external_id_conflict", "external_id"),
+    "purchases.api_client_id, purchases.external_id": ("external_id_conflict", "external_id"),
+    "uq_returns_api_client_id_external_id": ("external_id_conflict", "external_id"),
+    "returns.api_client_id, returns.external_id": ("external_id_conflict", "external_id"),
 }
 
 
@@ -70,19 +76,36 @@ def _replay(stored: idempotency.Stored) -> Response:
     return resp
 
 
+@contextlib.contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One write transaction: commit at the end, roll back on any error; a unique violation lost
+    to a concurrent request becomes the 409 a pre-check would have given."""
+    session = db.session()
+    token = write_transaction.set(True)
+    if session.in_transaction() and session.get_bind().dialect.name == "sqlite":
+        # End the read transaction auth began, so this one starts with BEGIN IMMEDIATE
+        # (a deferred read transaction cannot wait for the write lock: SQLITE_BUSY).
+        session.rollback()
+    try:
+        yield session
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise conflict_from_integrity_error(exc) from None
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        write_transaction.reset(token)
+
+
 def transactional(idempotent: bool = False) -> Callable[[F], F]:
     """Run the view in one transaction and commit once; `idempotent` honours Idempotency-Key."""
 
     def decorator(func: F) -> F:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            session = db.session()
-            token = write_transaction.set(True)
-            if session.in_transaction() and session.get_bind().dialect.name == "sqlite":
-                # End the read transaction auth began, so this one starts with BEGIN IMMEDIATE
-                # (a deferred read transaction cannot wait for the write lock: SQLITE_BUSY).
-                session.rollback()
-            try:
+            with unit_of_work() as session:
                 record = None
                 key = request.headers.get("Idempotency-Key") if idempotent else None
                 if key is not None:
@@ -90,23 +113,13 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
                     fp = idempotency.fingerprint(request.method, request.path, request.get_data())
                     record, stored = idempotency.claim(session, current_client().id, key, fp)
                     if stored is not None:
-                        session.rollback()
                         return _replay(stored)
                 resp = current_app.make_response(func(*args, **kwargs))
                 if record is not None and 200 <= resp.status_code < 300:
                     idempotency.complete(
                         session, record, resp.status_code, resp.get_data(as_text=True)
                     )
-                session.commit()
                 return resp
-            except IntegrityError as exc:
-                session.rollback()
-                raise conflict_from_integrity_error(exc) from None
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                write_transaction.reset(token)
 
         if idempotent:
             apidoc = deepcopy(getattr(func, "_apidoc", {}))

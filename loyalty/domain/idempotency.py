@@ -89,6 +89,27 @@ def claim(
     return record, None
 
 
+def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:
+    """The stored response for (client, key), if any. Raises IdempotencyKeyReused."""
+    return _existing(session, client_id, key, request_hash)
+
+
+def store(
+    session: Session, client_id: int, key: str, request_hash: str, status_code: int, body: str
+) -> None:
+    """Record a response after the fact (the batch, whose items commit one by one)."""
+    session.add(
+        IdempotencyRecord(
+            api_client_id=client_id,
+            key=key,
+            request_hash=request_hash,
+            status_code=status_code,
+            response_body=body,
+        )
+    )
+    session.flush()
+
+
 def complete(session: Session, record: IdempotencyRecord, status_code: int, body: str) -> None:
     record.status_code = status_code
     record.response_body = body

@@ -1,7 +1,22 @@
 """SQLAlchemy models, one module per aggregate."""
 
 from loyalty.models.clients import SCOPES, ApiClient, AuditEntry, IdempotencyRecord
+from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry
 from loyalty.models.members import Card, Member
 from loyalty.models.program import Program
+from loyalty.models.purchases import Purchase, PurchaseLine, Return
 
-__all__ = ["SCOPES", "ApiClient", "AuditEntry", "Card", "IdempotencyRecord", "Member", "Program"]
+__all__ = [
+    "ENTRY_KINDS",
+    "SCOPES",
+    "ApiClient",
+    "AuditEntry",
+    "Card",
+    "IdempotencyRecord",
+    "LedgerEntry",
+    "Member",
+    "Program",
+    "Purchase",
+    "PurchaseLine",
+    "Return",
+]

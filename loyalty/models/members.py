@@ -22,6 +22,9 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         CheckConstraint("held >= 0", name="held_non_negative"),
+        CheckConstraint("available_floor <= 0", name="available_floor_non_positive"),
+        # A spend can never take `available` below zero; only a return's debt can (see ledger.py).
+        CheckConstraint("points - held >= available_floor", name="available_above_floor"),
         Index("ix_members_created_at_id", "created_at", "id"),
     )
 
@@ -33,14 +36,13 @@ class Member(Base):
     external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
     points: Mapped[int] = mapped_column(BigInteger, default=0)
     held: Mapped[int] = mapped_column(BigInteger, default=0)
+    available_floor: Mapped[int] = mapped_column(BigInteger, default=0)
     tier: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    cards: Mapped[list[Card]] = relationship(
-        back_populates="member", order_by="Card.id", lazy="selectin"
-    )
+    cards: Mapped[list[Card]] = relationship(back_populates="member", order_by="Card.id")
 
     @property
     def available(self) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-#: The largest points or minor-unit amount we accept (PostgreSQL BIGINT, with room to add up).
-MAX_AMOUNT = 10**15
+#: The largest amount (minor units) or point change we accept: × points_per_unit (≤ 10^4) stays
+#: far inside BIGINT.
+MAX_AMOUNT = 10**12
 
 
 class Schema(ma.Schema):

@@ -52,7 +52,7 @@ class MemberSearchArgs(Schema):
     class Meta:
         unknown = ma.EXCLUDE
 
-    email = Str(320)
+    email = Str(254)
     phone = Str(40)
     card_number = CardNumber()
     q = Str(100, metadata={"description": "Part of the name, e-mail or phone"})

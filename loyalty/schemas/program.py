@@ -43,7 +43,7 @@ class ProgramUpdateSchema(Schema):
         validate=[validate.Regexp(r"^[A-Za-z]{3}$"), _iso_4217],
         metadata={"description": "ISO 4217 code with minor units", "example": "EUR"},
     )
-    points_per_unit = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**6))
+    points_per_unit = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**4))
     rounding = ma.fields.String(validate=validate.OneOf(ROUNDING_MODES))
     points_expire_after_days = ma.fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(min=1, max=36500)

@@ -1,0 +1,144 @@
+"""The points ledger: the ONLY code that writes ledger entries or members' points and held.
+
+Every change locks the member row first (`SELECT … FOR UPDATE` on PostgreSQL; on SQLite the write
+transaction's lock), appends one entry with `balance_after`, and updates the cached balance in the
+same transaction. The database backs this up: entries cannot be updated or deleted (trigger), and
+`points - held >= available_floor` (CHECK), where spends set the floor to 0 and only returns,
+earnings and releases may leave it below (a return's debt).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from loyalty.domain.context import Actor
+from loyalty.errors import InsufficientPoints, NotFound
+from loyalty.models import ENTRY_KINDS, LedgerEntry, Member
+
+#: Kinds that spend points: they may never take `available` below zero.
+SPENDING = {"redeem", "adjust", "expire"}
+
+
+def lock_member(session: Session, member_id: int) -> Member:
+    """The member row, locked for the rest of the transaction. Raises NotFound."""
+    member = session.get(Member, member_id, with_for_update=True, populate_existing=True)
+    if member is None:
+        raise NotFound(f"No member {member_id}.", field="member_id")
+    return member
+
+
+def post(
+    session: Session,
+    member: Member,
+    kind: str,
+    points: int,
+    *,
+    reason: str,
+    actor: Actor,
+    purchase_id: int | None = None,
+    return_id: int | None = None,
+    redemption_id: int | None = None,
+    note: str | None = None,
+    allow_debt: bool = False,
+) -> LedgerEntry:
+    """Append an entry and update the member's cached balance. `member` must be locked.
+
+    A negative change to a spending kind needs enough `available` points (raises
+    InsufficientPoints); `allow_debt` (returns) lets `available` go below zero.
+    """
+    if kind not in ENTRY_KINDS:
+        raise ValueError(kind)
+    if points == 0:
+        raise ValueError("a ledger entry moves at least one point")
+    available_after = member.points + points - member.held
+    if points < 0 and not allow_debt and available_after < 0:
+        raise InsufficientPoints(
+            f"{-points} points needed, {member.points - member.held} available.", field="points"
+        )
+    member.points += points
+    if points < 0 and not allow_debt:
+        member.available_floor = 0
+    else:
+        member.available_floor = min(0, member.points - member.held)
+    entry = LedgerEntry(
+        member_id=member.id,
+        kind=kind,
+        points=points,
+        balance_after=member.points,
+        reason=reason,
+        note=note,
+        purchase_id=purchase_id,
+        return_id=return_id,
+        redemption_id=redemption_id,
+        api_client_id=actor.client_id,
+        actor=actor.name,
+    )
+    session.add(entry)
+    return entry
+
+
+# verification ---------------------------------------------------------------------------------
+@dataclass
+class Verification:
+    members: int
+    entries: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(session: Session, limit: int = 50) -> Verification:
+    """Check the books in SQL (fast on millions of entries):
+
+    1. every member's cached `points` equals the sum of their entries;
+    2. every entry's `balance_after` equals the running sum of the member's entries up to it;
+    3. no purchase earned twice (one `earn` entry at most);
+    4. each purchase's `points_earned` equals its earn + bonus entries, and `points_reversed`
+       the reverse entries of its returns;
+    5. `held` ≥ 0 and `available` ≥ the member's floor.
+    """
+    problems: list[str] = []
+    members = session.scalar(select(func.count()).select_from(Member)) or 0
+    entries = session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
+    checks = {
+        "cached balance != sum of entries": """
+            SELECT m.id, m.points, COALESCE(s.total, 0) FROM members m
+            LEFT JOIN (SELECT member_id, SUM(points) AS total FROM ledger_entries
+                       GROUP BY member_id) s ON s.member_id = m.id
+            WHERE m.points <> COALESCE(s.total, 0)""",
+        "balance_after breaks the chain": """
+            SELECT id, member_id, balance_after, running FROM (
+              SELECT id, member_id, balance_after,
+                     SUM(points) OVER (PARTITION BY member_id ORDER BY id) AS running
+              FROM ledger_entries) t
+            WHERE balance_after <> running""",
+        "purchase earned more than once": """
+            SELECT purchase_id, COUNT(*) FROM ledger_entries
+            WHERE kind = 'earn' AND purchase_id IS NOT NULL
+            GROUP BY purchase_id HAVING COUNT(*) > 1""",
+        "purchase points_earned != its earn/bonus entries": """
+            SELECT p.id, p.points_earned, COALESCE(s.total, 0) FROM purchases p
+            LEFT JOIN (SELECT purchase_id, SUM(points) AS total FROM ledger_entries
+                       WHERE kind IN ('earn', 'bonus') AND return_id IS NULL
+                       GROUP BY purchase_id) s ON s.purchase_id = p.id
+            WHERE p.points_earned <> COALESCE(s.total, 0)""",
+        "purchase points_reversed != its reverse entries": """
+            SELECT p.id, p.points_reversed, COALESCE(s.total, 0) FROM purchases p
+            LEFT JOIN (SELECT r.purchase_id, -SUM(e.points) AS total FROM ledger_entries e
+                       JOIN returns r ON r.id = e.return_id
+                       WHERE e.kind = 'reverse' AND e.redemption_id IS NULL
+                       GROUP BY r.purchase_id) s ON s.purchase_id = p.id
+            WHERE p.points_reversed <> COALESCE(s.total, 0)""",
+        "held < 0 or available below floor": """
+            SELECT id, points, held, available_floor FROM members
+            WHERE held < 0 OR points - held < available_floor""",
+    }
+    for name, sql in checks.items():
+        rows = session.execute(text(sql + f" LIMIT {int(limit)}")).all()
+        problems.extend(f"{name}: {tuple(row)}" for row in rows)
+    return Verification(members=members, entries=entries, problems=problems)

@@ -1,0 +1,207 @@
+"""Purchases, returns, the checkout quote, adjustments and the ledger."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from loyalty.models import ENTRY_KINDS
+from loyalty.schemas.common import MAX_AMOUNT, BalanceSchema, CardNumber, Id, Schema, Str
+
+MAX_LINES = 500
+MAX_BATCH = 500
+
+
+def Amount(**kwargs: object) -> ma.fields.Integer:
+    return ma.fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=MAX_AMOUNT),
+        metadata={"description": "Minor units (1999 is 19.99)", "example": 1999},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def Currency(**kwargs: object) -> ma.fields.String:
+    return ma.fields.String(
+        validate=validate.Regexp(r"^[A-Za-z]{3}$"),
+        metadata={"description": "ISO 4217; must be the programme's", "example": "EUR"},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+class LineSchema(Schema):
+    sku = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    category = Str(64, allow_none=True)
+    quantity = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=10**6)
+    )
+    unit_price = Amount(required=True)
+
+
+class MemberRefMixin(Schema):
+    card_number = CardNumber()
+    member_id = Id()
+
+
+class PurchaseCreateSchema(MemberRefMixin):
+    external_id = ma.fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "The caller's own id of the sale (unique per API client)"},
+    )
+    amount = Amount(required=True)
+    currency = Currency(required=True)
+    occurred_at = ma.fields.AwareDateTime(metadata={"description": "Default: now"})
+    store_id = Str(100, allow_none=True)
+    lines = ma.fields.List(ma.fields.Nested(LineSchema), validate=validate.Length(max=MAX_LINES))
+
+
+class PurchaseResultSchema(Schema):
+    id = ma.fields.Integer(required=True)
+    external_id = ma.fields.String(required=True)
+    member_id = ma.fields.Integer(required=True)
+    amount = ma.fields.Integer(required=True)
+    currency = ma.fields.String(required=True)
+    occurred_at = ma.fields.AwareDateTime(required=True)
+    store_id = ma.fields.String(allow_none=True, required=True)
+    points_earned = ma.fields.Integer(required=True)
+    balance = ma.fields.Nested(BalanceSchema, required=True)
+    vouchers_issued = ma.fields.List(ma.fields.Dict(), required=True)
+
+
+class LineOutSchema(LineSchema):
+    line_no = ma.fields.Integer(required=True)
+
+
+class ReturnOutSchema(Schema):
+    id = ma.fields.Integer(required=True)
+    external_id = ma.fields.String(required=True)
+    purchase_id = ma.fields.Integer(required=True)
+    amount = ma.fields.Integer(required=True)
+    points_reversed = ma.fields.Integer(required=True)
+    occurred_at = ma.fields.AwareDateTime(required=True)
+
+
+class ReturnResultSchema(ReturnOutSchema):
+    balance = ma.fields.Nested(BalanceSchema, required=True)
+
+
+class LedgerEntrySchema(Schema):
+    id = ma.fields.Integer(required=True)
+    member_id = ma.fields.Integer(required=True)
+    kind = ma.fields.String(required=True, metadata={"enum": list(ENTRY_KINDS)})
+    points = ma.fields.Integer(required=True, metadata={"description": "Signed change"})
+    balance_after = ma.fields.Integer(
+        required=True, metadata={"description": "Posted points after"}
+    )
+    reason = ma.fields.String(required=True)
+    note = ma.fields.String(allow_none=True, required=True)
+    purchase_id = ma.fields.Integer(allow_none=True, required=True)
+    return_id = ma.fields.Integer(allow_none=True, required=True)
+    redemption_id = ma.fields.Integer(allow_none=True, required=True)
+    actor = ma.fields.String(required=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+
+
+class PurchaseDetailSchema(PurchaseResultSchema):
+    returned_amount = ma.fields.Integer(required=True)
+    points_reversed = ma.fields.Integer(required=True)
+    lines = ma.fields.List(ma.fields.Nested(LineOutSchema), required=True)
+    returns = ma.fields.List(ma.fields.Nested(ReturnOutSchema), required=True)
+    ledger_entries = ma.fields.List(ma.fields.Nested(LedgerEntrySchema), required=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+
+
+class ReturnLineSchema(Schema):
+    sku = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
+    quantity = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=10**6)
+    )
+    unit_price = Amount()
+
+
+class ReturnCreateSchema(Schema):
+    external_id = ma.fields.String(required=True, validate=validate.Length(min=1, max=255))
+    amount = ma.fields.Integer(
+        strict=True,
+        required=True,
+        validate=validate.Range(min=1, max=MAX_AMOUNT),
+        metadata={"description": "Refunded amount, minor units"},
+    )
+    occurred_at = ma.fields.AwareDateTime(metadata={"description": "Default: now"})
+    lines = ma.fields.List(
+        ma.fields.Nested(ReturnLineSchema), validate=validate.Length(max=MAX_LINES)
+    )
+
+
+class QuoteSchema(MemberRefMixin):
+    amount = Amount(required=True)
+    currency = Currency(required=True)
+    lines = ma.fields.List(ma.fields.Nested(LineSchema), validate=validate.Length(max=MAX_LINES))
+    store_id = Str(100, allow_none=True)
+    voucher_codes = ma.fields.List(Str(40), validate=validate.Length(max=20))
+    reward_ids = ma.fields.List(Id(), validate=validate.Length(max=20))
+
+
+class AwardSchema(Schema):
+    kind = ma.fields.String(required=True)
+    points = ma.fields.Integer(required=True)
+    reason = ma.fields.String(required=True)
+
+
+class QuoteResultSchema(Schema):
+    member_id = ma.fields.Integer(required=True)
+    amount = ma.fields.Integer(required=True)
+    currency = ma.fields.String(required=True)
+    points_earned = ma.fields.Integer(required=True)
+    awards = ma.fields.List(ma.fields.Nested(AwardSchema), required=True)
+    balance = ma.fields.Nested(BalanceSchema, required=True)
+    balance_after = ma.fields.Nested(BalanceSchema, required=True)
+    vouchers = ma.fields.List(ma.fields.Dict(), required=True)
+    rewards = ma.fields.List(ma.fields.Dict(), required=True)
+
+
+class AdjustmentSchema(Schema):
+    points = ma.fields.Integer(
+        strict=True,
+        required=True,
+        validate=[
+            validate.Range(min=-MAX_AMOUNT, max=MAX_AMOUNT),
+            validate.NoneOf([0], error="An adjustment moves at least one point."),
+        ],
+    )
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class AdjustmentResultSchema(LedgerEntrySchema):
+    balance = ma.fields.Nested(BalanceSchema, required=True)
+
+
+class BatchSchema(Schema):
+    purchases = ma.fields.List(
+        ma.fields.Dict(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH),
+        metadata={"description": f"Up to {MAX_BATCH} purchases, as for POST /purchases"},
+    )
+
+
+class BatchItemErrorSchema(Schema):
+    status = ma.fields.Integer(required=True)
+    code = ma.fields.String(required=True)
+    detail = ma.fields.String(required=True)
+    errors = ma.fields.Dict(required=True)
+
+
+class BatchItemResultSchema(Schema):
+    external_id = ma.fields.String(allow_none=True, required=True)
+    status = ma.fields.String(
+        required=True, metadata={"enum": ["created", "duplicate", "rejected"]}
+    )
+    purchase_id = ma.fields.Integer()
+    points_earned = ma.fields.Integer()
+    error = ma.fields.Nested(BatchItemErrorSchema)
+
+
+class BatchResultSchema(Schema):
+    results = ma.fields.List(ma.fields.Nested(BatchItemResultSchema), required=True)
