@@ -16,6 +16,10 @@ _seq = itertools.count(1)
 SETTINGS = Settings()
 
 
+def next_id() -> int:
+    return next(_seq)
+
+
 def api_client(session: Session, scopes: tuple[str, ...], name: str | None = None) -> str:
     key = auth.generate_key()
     session.add(

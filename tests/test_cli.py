@@ -86,3 +86,24 @@ def test_demo_data_leaves_the_readme_example_free(runner, client, pos) -> None:
         "/api/v1/members", json={"name": "Ann", "email": "ann@example.com"}, headers=pos
     )
     assert r.status_code == 201
+
+
+def test_verify_ledger_passes_on_good_books_and_exits_1_on_a_mismatch(
+    app, runner, client, pos
+) -> None:
+    m = client.post("/api/v1/members", json={}, headers=pos).json
+    body = {"external_id": "s1", "member_id": m["id"], "amount": 5000, "currency": "EUR"}
+    p = client.post("/api/v1/purchases", json=body, headers=pos).json
+    client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "r1", "amount": 100},
+        headers=pos,
+    )
+    ok = runner.invoke(args=["loyalty", "verify-ledger"])
+    assert ok.exit_code == 0 and "Checked 1 members and 2 ledger entries." in ok.output
+    with app.app_context():
+        db.session.execute(db.text("UPDATE members SET points = points + 7"))
+        db.session.commit()
+    bad = runner.invoke(args=["loyalty", "verify-ledger"])
+    assert bad.exit_code == 1
+    assert "MISMATCH cached balance != sum of entries" in bad.output

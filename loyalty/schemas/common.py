@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import validate
 
@@ -10,12 +13,39 @@ from marshmallow import validate
 MAX_AMOUNT = 10**12
 
 
+def _unstorable(value: str) -> bool:
+    """NUL (PostgreSQL text refuses it) or a lone surrogate (not encodable as UTF-8)."""
+    return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+
+
 class Schema(ma.Schema):
-    """Unknown fields are refused (422 validation_error naming the field)."""
+    """Unknown fields are refused, and so are strings no database can store (422
+    validation_error naming the field)."""
 
     class Meta:
         unknown = ma.RAISE
         ordered = True
+
+    @ma.pre_load
+    def _refuse_unstorable_strings(self, data: Any, **_kwargs: Any) -> Any:
+        errors: dict[str, list[str]] = {}
+
+        def walk(path: str, value: Any) -> None:
+            if isinstance(value, str):
+                if _unstorable(value):
+                    errors[path] = ["Contains a NUL character or an invalid code point."]
+            elif isinstance(value, dict):
+                for key, sub in value.items():
+                    walk(f"{path}.{key}" if path else str(key), sub)
+            elif isinstance(value, list):
+                for i, sub in enumerate(value):
+                    walk(f"{path}.{i}" if path else str(i), sub)
+
+        if isinstance(data, Mapping):
+            walk("", dict(data))
+        if errors:
+            raise ma.ValidationError(errors)
+        return data
 
 
 def Str(max_len: int, **kwargs: object) -> ma.fields.String:

@@ -79,3 +79,18 @@ def test_health_and_readiness_need_no_key(client) -> None:
     assert client.get("/healthz").json == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json["status"] == "ok"
+
+
+def test_strings_no_database_can_store_are_422_not_500(client, pos, admin) -> None:
+    for bad in ("a\x00b", "\ud818x"):
+        r = client.post("/api/v1/members", json={"name": bad}, headers=pos)
+        assert r.status_code == 422 and list(r.json["errors"]) == ["name"], r.json
+    m = client.post("/api/v1/members", json={}, headers=pos).json
+    r = client.post(
+        f"/api/v1/members/{m['id']}/adjustments",
+        json={"points": 1, "reason": "\x00"},
+        headers=admin,
+    )
+    assert r.status_code == 422 and list(r.json["errors"]) == ["reason"]
+    r = client.get("/api/v1/members?q=%00", headers=admin)
+    assert r.status_code == 422 and list(r.json["errors"]) == ["q"]
