@@ -106,18 +106,18 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             with unit_of_work() as session:
-                record = None
+                record_id = None
                 key = request.headers.get("Idempotency-Key") if idempotent else None
                 if key is not None:
                     idempotency.check_key(key)
                     fp = idempotency.fingerprint(request.method, request.path, request.get_data())
-                    record, stored = idempotency.claim(session, current_client().id, key, fp)
+                    record_id, stored = idempotency.claim(session, current_client().id, key, fp)
                     if stored is not None:
                         return _replay(stored)
                 resp = current_app.make_response(func(*args, **kwargs))
-                if record is not None and 200 <= resp.status_code < 300:
+                if record_id is not None and 200 <= resp.status_code < 300:
                     idempotency.complete(
-                        session, record, resp.status_code, resp.get_data(as_text=True)
+                        session, record_id, resp.status_code, resp.get_data(as_text=True)
                     )
                 return resp
 

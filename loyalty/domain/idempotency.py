@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from loyalty.domain.sql import upsert
 from loyalty.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
 from loyalty.models import IdempotencyRecord
 from loyalty.models.types import utcnow
@@ -67,26 +67,27 @@ def _existing(session: Session, client_id: int, key: str, request_hash: str) -> 
 
 def claim(
     session: Session, client_id: int, key: str, request_hash: str
-) -> tuple[IdempotencyRecord | None, Stored | None]:
-    """Either (the new record to complete, None) or (None, the stored response to replay).
+) -> tuple[int | None, Stored | None]:
+    """Either (the new record's id, None) or (None, the stored response to replay).
 
+    One statement in the common case: INSERT … ON CONFLICT DO NOTHING RETURNING id. A twin
+    request with the same key waits on the unique index until the first transaction ends; if that
+    committed, nothing is inserted and its stored response is replayed.
     Raises IdempotencyKeyReused (409) when the key came with a different request.
-    May roll the session back (nothing else has happened in it yet).
     """
+    stmt = (
+        upsert(session, IdempotencyRecord)
+        .values(api_client_id=client_id, key=key, request_hash=request_hash, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["api_client_id", "key"])
+        .returning(IdempotencyRecord.id)
+    )
+    record_id = session.execute(stmt).scalar()
+    if record_id is not None:
+        return int(record_id), None
     stored = _existing(session, client_id, key, request_hash)
-    if stored is not None:
-        return None, stored
-    record = IdempotencyRecord(api_client_id=client_id, key=key, request_hash=request_hash)
-    session.add(record)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()  # a twin committed first: answer as it did
-        stored = _existing(session, client_id, key, request_hash)
-        if stored is None:
-            raise IdempotencyKeyInFlight(field="Idempotency-Key") from None
-        return None, stored
-    return record, None
+    if stored is None:  # the twin is still running (only possible without row locks)
+        raise IdempotencyKeyInFlight(field="Idempotency-Key")
+    return None, stored
 
 
 def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:
@@ -110,10 +111,12 @@ def store(
     session.flush()
 
 
-def complete(session: Session, record: IdempotencyRecord, status_code: int, body: str) -> None:
-    record.status_code = status_code
-    record.response_body = body
-    session.flush()
+def complete(session: Session, record_id: int, status_code: int, body: str) -> None:
+    session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id)
+        .values(status_code=status_code, response_body=body)
+    )
 
 
 def prune(session: Session, ttl_hours: int) -> int:

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
-from loyalty.errors import InsufficientPoints, NotFound
-from loyalty.models import ENTRY_KINDS, LedgerEntry, Member
+from loyalty.errors import (
+    CardBlocked,
+    InsufficientPoints,
+    MemberMismatch,
+    NotFound,
+    ValidationFailed,
+)
+from loyalty.models import ENTRY_KINDS, Card, LedgerEntry, Member
 
 #: Kinds that spend points: they may never take `available` below zero.
 SPENDING = {"redeem", "adjust", "expire"}
@@ -27,6 +34,39 @@ def lock_member(session: Session, member_id: int) -> Member:
     member = session.get(Member, member_id, with_for_update=True, populate_existing=True)
     if member is None:
         raise NotFound(f"No member {member_id}.", field="member_id")
+    return member
+
+
+def lock_member_for(
+    session: Session, *, card_number: str | None = None, member_id: int | None = None
+) -> Member:
+    """The member a request body names (card_number and/or member_id), locked, in one query.
+
+    Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, CardBlocked,
+    MemberMismatch.
+    """
+    if card_number is None:
+        if member_id is None:
+            raise ValidationFailed(
+                "Name the member with card_number or member_id.",
+                errors={"card_number": ["card_number or member_id is required."]},
+            )
+        return lock_member(session, member_id)
+    number = normalise_card_number(card_number)
+    row = session.execute(
+        select(Member, Card.status)
+        .join(Card, Card.member_id == Member.id)
+        .where(Card.number == number)
+        .with_for_update(of=Member)
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None:
+        raise NotFound(f"No card {number}.", field="card_number")
+    member, status = row
+    if status == "blocked":
+        raise CardBlocked(f"Card {number} is blocked.", field="card_number")
+    if member_id is not None and member.id != member_id:
+        raise MemberMismatch(field="member_id")
     return member
 
 

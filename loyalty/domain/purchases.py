@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty.domain import audit, earning, ledger
 from loyalty.domain.context import Actor
 from loyalty.domain.members import get_member, resolve_member
 from loyalty.domain.program import check_currency, get_program
+from loyalty.domain.sql import upsert
 from loyalty.errors import (
     ExternalIdConflict,
     NotFound,
@@ -34,13 +36,6 @@ def _occurred_at(value: datetime | None) -> datetime:
     return value
 
 
-def _member_for(session: Session, data: dict[str, Any]) -> Member:
-    member = resolve_member(
-        session, card_number=data.get("card_number"), member_id=data.get("member_id")
-    )
-    return ledger.lock_member(session, member.id)
-
-
 def record_purchase(
     session: Session, data: dict[str, Any], *, actor: Actor
 ) -> tuple[Purchase, bool]:
@@ -54,43 +49,45 @@ def record_purchase(
     program = get_program(session)
     check_currency(program, data["currency"])
     occurred_at = _occurred_at(data.get("occurred_at"))
-    member = _member_for(session, data)  # locked: same-member posts are serialised from here
-    existing = session.scalar(
-        select(Purchase).where(
-            Purchase.api_client_id == actor.client_id,
-            Purchase.external_id == data["external_id"],
-        )
+    # Locked from here: posts for one member are serialised, so the duplicate check is exact.
+    member = ledger.lock_member_for(
+        session, card_number=data.get("card_number"), member_id=data.get("member_id")
     )
-    if existing is not None:
-        if existing.member_id != member.id:
-            raise ExternalIdConflict(
-                f"external_id {data['external_id']!r} is a purchase of another member.",
-                field="external_id",
-            )
-        return existing, False
     lines = data.get("lines") or []
-    purchase = Purchase(
-        member=member,
-        api_client_id=actor.client_id,
-        external_id=data["external_id"],
-        amount=data["amount"],
-        currency=program.currency,
-        occurred_at=occurred_at,
-        store_id=data.get("store_id"),
-        points_earned=0,
-        returned_amount=0,
-        points_reversed=0,
-        lines=[PurchaseLine(line_no=i, **line) for i, line in enumerate(lines, start=1)],
-    )
-    session.add(purchase)
-    session.flush()
     awards = earning.awards_for_purchase(
         program,
-        amount_minor=purchase.amount,
+        amount_minor=data["amount"],
         occurred_at=occurred_at,
         lines=lines,
-        store_id=purchase.store_id,
+        store_id=data.get("store_id"),
     )
+    insert = (
+        upsert(session, Purchase)
+        .values(
+            member_id=member.id,
+            api_client_id=actor.client_id,
+            external_id=data["external_id"],
+            amount=data["amount"],
+            currency=program.currency,
+            occurred_at=occurred_at,
+            store_id=data.get("store_id"),
+            points_earned=sum(a.points for a in awards),
+            returned_amount=0,
+            points_reversed=0,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["api_client_id", "external_id"])
+        .returning(Purchase)
+    )
+    purchase = session.scalars(insert).first()
+    if purchase is None:
+        return _existing_purchase(session, data["external_id"], member, actor), False
+    set_committed_value(purchase, "member", member)  # already loaded and locked: no query
+    if lines:
+        session.add_all(
+            PurchaseLine(purchase_id=purchase.id, line_no=i, **line)
+            for i, line in enumerate(lines, start=1)
+        )
     for award in awards:
         ledger.post(
             session,
@@ -101,9 +98,23 @@ def record_purchase(
             actor=actor,
             purchase_id=purchase.id,
         )
-    purchase.points_earned = sum(a.points for a in awards)
     session.flush()
     return purchase, True
+
+
+def _existing_purchase(
+    session: Session, external_id: str, member: Member, actor: Actor
+) -> Purchase:
+    existing = session.scalars(
+        select(Purchase).where(
+            Purchase.api_client_id == actor.client_id, Purchase.external_id == external_id
+        )
+    ).one()
+    if existing.member_id != member.id:
+        raise ExternalIdConflict(
+            f"external_id {external_id!r} is a purchase of another member.", field="external_id"
+        )
+    return existing
 
 
 def get_purchase(session: Session, purchase_id: int) -> Purchase:
