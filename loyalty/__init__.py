@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
@@ -26,6 +27,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(overrides or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
+    app.session_interface = NoCookieSessions()  # an API with keys: no cookie sessions
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
@@ -57,6 +59,16 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+class NoCookieSessions(SessionInterface):
+    """Flask's cookie session is never used by this API; skip reading and writing it."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 class IdConverter(IntegerConverter):

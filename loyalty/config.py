@@ -32,7 +32,11 @@ class Config:
     def __init__(self, instance_path: str) -> None:
         self.SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
         self.SQLALCHEMY_DATABASE_URI = _database_url(instance_path)
-        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+        # pre-ping costs a round trip per request; without it a connection broken by a database
+        # restart fails one request, after which the pool replaces its connections.
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {
+            "pool_pre_ping": os.environ.get("LOYALTY_DB_PRE_PING", "0") == "1",
+        }
         self.MAX_CONTENT_LENGTH = _int("LOYALTY_MAX_BODY_BYTES", 1024 * 1024)
         self.JSON_SORT_KEYS = False
 

@@ -65,7 +65,11 @@ class PurchaseBatch(MethodView):
         if key is not None:
             text = current_app.json.dumps(BatchResultSchema().dump(body))
             with unit_of_work() as session:
-                idempotency.store(session, current_client().id, key, fp, 200, text)
+                stored_now = idempotency.record(session, current_client().id, key, fp, 200, text)
+            if not stored_now:  # a twin batch finished first: its answer is the answer
+                stored = idempotency.lookup(db.session(), current_client().id, key, fp)
+                assert stored is not None
+                return _replay(stored)
         return body
 
 

@@ -105,21 +105,34 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
     def decorator(func: F) -> F:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with unit_of_work() as session:
-                record_id = None
-                key = request.headers.get("Idempotency-Key") if idempotent else None
-                if key is not None:
-                    idempotency.check_key(key)
-                    fp = idempotency.fingerprint(request.method, request.path, request.get_data())
-                    record_id, stored = idempotency.claim(session, current_client().id, key, fp)
-                    if stored is not None:
-                        return _replay(stored)
-                resp = current_app.make_response(func(*args, **kwargs))
-                if record_id is not None and 200 <= resp.status_code < 300:
-                    idempotency.complete(
-                        session, record_id, resp.status_code, resp.get_data(as_text=True)
-                    )
-                return resp
+            key = request.headers.get("Idempotency-Key") if idempotent else None
+            if key is None:
+                with unit_of_work():
+                    return current_app.make_response(func(*args, **kwargs))
+            idempotency.check_key(key)
+            client_id = current_client().id
+            fp = idempotency.fingerprint(request.method, request.path, request.get_data())
+            try:
+                with unit_of_work() as session:
+                    resp = current_app.make_response(func(*args, **kwargs))
+                    if not 200 <= resp.status_code < 300:
+                        return resp
+                    body = resp.get_data(as_text=True)
+                    if idempotency.record(session, client_id, key, fp, resp.status_code, body):
+                        return resp
+                    # The key was used before (or by a twin that committed first): undo this
+                    # request's effect and answer as the first one did.
+                    session.rollback()
+            except DomainError:
+                # A retry can fail where the first attempt succeeded (the e-mail is taken now,
+                # by that very first attempt): the stored response, if any, is the answer.
+                stored = idempotency.lookup(db.session(), client_id, key, fp)
+                if stored is None:
+                    raise
+                return _replay(stored)
+            stored = idempotency.lookup(db.session(), client_id, key, fp)
+            assert stored is not None
+            return _replay(stored)
 
         if idempotent:
             apidoc = deepcopy(getattr(func, "_apidoc", {}))

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from loyalty.models import Program
+
+class Rates(Protocol):
+    """What earning needs of the programme (the Program row, or a row of its columns)."""
+
+    currency: str
+    currency_exponent: int
+    points_per_unit: int
+    rounding: str
 
 
 def scale(amount_minor: int, points_per_unit: int, exponent: int, rounding: str) -> int:
@@ -37,7 +44,7 @@ class Award:
 
 
 def awards_for_purchase(
-    program: Program,
+    program: Rates,
     *,
     amount_minor: int,
     occurred_at: datetime,

@@ -11,8 +11,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.sql import upsert
@@ -65,58 +66,68 @@ def _existing(session: Session, client_id: int, key: str, request_hash: str) -> 
     return Stored(record.status_code, record.response_body)
 
 
-def claim(
-    session: Session, client_id: int, key: str, request_hash: str
-) -> tuple[int | None, Stored | None]:
-    """Either (the new record's id, None) or (None, the stored response to replay).
+_RECORD: dict[str, Any] = {}
 
-    One statement in the common case: INSERT … ON CONFLICT DO NOTHING RETURNING id. A twin
-    request with the same key waits on the unique index until the first transaction ends; if that
-    committed, nothing is inserted and its stored response is replayed.
-    Raises IdempotencyKeyReused (409) when the key came with a different request.
+
+def _record_statement(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect."""
+    dialect = session.get_bind().dialect.name
+    stmt = _RECORD.get(dialect)
+    if stmt is None:
+        table = IdempotencyRecord.__table__
+        stmt = (
+            upsert(session, table)
+            .values(
+                {
+                    c: bindparam(c)
+                    for c in (
+                        "api_client_id",
+                        "key",
+                        "request_hash",
+                        "status_code",
+                        "response_body",
+                        "created_at",
+                    )
+                }
+            )
+            .on_conflict_do_nothing(index_elements=["api_client_id", "key"])
+            .returning(table.c.id)
+        )
+        _RECORD[dialect] = stmt
+    return stmt
+
+
+def record(
+    session: Session, client_id: int, key: str, request_hash: str, status_code: int, body: str
+) -> bool:
+    """Store the response for (client, key) in the transaction of its effect; one statement.
+
+    False when the key is taken: an earlier request, or a concurrent twin (this INSERT waited on
+    the unique index until the twin committed). The caller then rolls its own effect back and
+    replays the stored response (`lookup`), so the effect happens exactly once.
     """
-    stmt = (
-        upsert(session, IdempotencyRecord)
-        .values(api_client_id=client_id, key=key, request_hash=request_hash, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["api_client_id", "key"])
-        .returning(IdempotencyRecord.id)
+    stmt = _record_statement(session)
+    created = (
+        session.connection()
+        .execute(
+            stmt,
+            {
+                "api_client_id": client_id,
+                "key": key,
+                "request_hash": request_hash,
+                "status_code": status_code,
+                "response_body": body,
+                "created_at": utcnow(),
+            },
+        )
+        .scalar()
     )
-    record_id = session.execute(stmt).scalar()
-    if record_id is not None:
-        return int(record_id), None
-    stored = _existing(session, client_id, key, request_hash)
-    if stored is None:  # the twin is still running (only possible without row locks)
-        raise IdempotencyKeyInFlight(field="Idempotency-Key")
-    return None, stored
+    return created is not None
 
 
 def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:
     """The stored response for (client, key), if any. Raises IdempotencyKeyReused."""
     return _existing(session, client_id, key, request_hash)
-
-
-def store(
-    session: Session, client_id: int, key: str, request_hash: str, status_code: int, body: str
-) -> None:
-    """Record a response after the fact (the batch, whose items commit one by one)."""
-    session.add(
-        IdempotencyRecord(
-            api_client_id=client_id,
-            key=key,
-            request_hash=request_hash,
-            status_code=status_code,
-            response_body=body,
-        )
-    )
-    session.flush()
-
-
-def complete(session: Session, record_id: int, status_code: int, body: str) -> None:
-    session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id)
-        .values(status_code=status_code, response_body=body)
-    )
 
 
 def prune(session: Session, ttl_hours: int) -> int:

@@ -10,9 +10,12 @@ earnings and releases may leave it below (a return's debt).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
@@ -24,6 +27,7 @@ from loyalty.errors import (
     ValidationFailed,
 )
 from loyalty.models import ENTRY_KINDS, Card, LedgerEntry, Member
+from loyalty.models.types import UTCDateTime
 
 #: Kinds that spend points: they may never take `available` below zero.
 SPENDING = {"redeem", "adjust", "expire"}
@@ -118,6 +122,106 @@ def post(
     )
     session.add(entry)
     return entry
+
+
+# the hot path: crediting points in two statements ---------------------------------------------
+# The UPDATE takes the row lock itself and returns the new balance; `points` on the right-hand
+# side is the old value on PostgreSQL and SQLite alike.
+_CREDIT = text(
+    """
+    UPDATE members
+       SET points = points + :delta,
+           available_floor = CASE WHEN points + :delta - held < 0
+                                  THEN points + :delta - held ELSE 0 END,
+           updated_at = :now
+     WHERE id = :member_id
+    RETURNING points, held
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+_ENTRY = insert(cast(Table, LedgerEntry.__table__))
+# PostgreSQL: the same two writes in one round trip (a data-modifying CTE).
+_CREDIT_WITH_ENTRY = text(
+    """
+    WITH m AS (
+      UPDATE members
+         SET points = points + :delta,
+             available_floor = CASE WHEN points + :delta - held < 0
+                                    THEN points + :delta - held ELSE 0 END,
+             updated_at = :now
+       WHERE id = :member_id
+      RETURNING id, points, held
+    ), e AS (
+      INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
+                                  api_client_id, actor, created_at)
+      SELECT m.id, :kind, :delta, m.points, :reason, :purchase_id, :api_client_id, :actor, :now
+        FROM m
+    )
+    SELECT points, held FROM m
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def credit(
+    session: Session,
+    member_id: int,
+    kind: str,
+    points: int,
+    *,
+    reason: str,
+    actor: Actor,
+    purchase_id: int | None = None,
+    now: datetime,
+) -> tuple[int, int]:
+    """Add `points` (> 0) with one entry, without loading the member: (points, held) after.
+
+    For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
+    the UPDATE locks the row and its RETURNING gives `balance_after`. Raises NotFound.
+    """
+    if points <= 0 or kind not in ("earn", "bonus"):
+        raise ValueError("credit() adds earned points; use post() for anything else")
+    conn = session.connection()
+    cached = session.identity_map.get(identity_key(Member, member_id))
+    if cached is not None:  # keep an ORM copy in this session truthful
+        session.expire(cached)
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(
+            _CREDIT_WITH_ENTRY,
+            {
+                "delta": points,
+                "now": now,
+                "member_id": member_id,
+                "kind": kind,
+                "reason": reason,
+                "purchase_id": purchase_id,
+                "api_client_id": actor.client_id,
+                "actor": actor.name,
+            },
+        ).first()
+        if row is None:
+            raise NotFound(f"No member {member_id}.", field="member_id")
+        return int(row[0]), int(row[1])
+    row = conn.execute(_CREDIT, {"delta": points, "now": now, "member_id": member_id}).first()
+    if row is None:
+        raise NotFound(f"No member {member_id}.", field="member_id")
+    balance, held = int(row[0]), int(row[1])
+    conn.execute(
+        _ENTRY,
+        {
+            "member_id": member_id,
+            "kind": kind,
+            "points": points,
+            "balance_after": balance,
+            "reason": reason,
+            "note": None,
+            "purchase_id": purchase_id,
+            "return_id": None,
+            "redemption_id": None,
+            "api_client_id": actor.client_id,
+            "actor": actor.name,
+            "created_at": now,
+        },
+    )
+    return balance, held
 
 
 # verification ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.domain import audit
 from loyalty.domain.context import Actor
+from loyalty.domain.earning import Rates
 from loyalty.errors import CurrencyMismatch, ValidationFailed
 from loyalty.models import Program
 
@@ -69,7 +70,7 @@ def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> P
     return program
 
 
-def check_currency(program: Program, currency: str) -> None:
+def check_currency(program: Rates, currency: str) -> None:
     """Raises CurrencyMismatch (422 `currency_mismatch`) unless it is the programme's currency."""
     if currency.upper() != program.currency:
         raise CurrencyMismatch(

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from loyalty.domain import audit, earning, ledger
+from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
 from loyalty.domain.members import get_member, resolve_member
 from loyalty.domain.program import check_currency, get_program
 from loyalty.domain.sql import upsert
 from loyalty.errors import (
+    CardBlocked,
     ExternalIdConflict,
+    MemberMismatch,
     NotFound,
     ReturnExceedsPurchase,
     ValidationFailed,
 )
-from loyalty.models import LedgerEntry, Member, Purchase, PurchaseLine, Return
+from loyalty.models import Card, LedgerEntry, Member, Program, Purchase, PurchaseLine, Return
 from loyalty.models.types import utcnow
 
 #: A till's clock may run ahead; a purchase further in the future than this is refused.
@@ -36,85 +40,206 @@ def _occurred_at(value: datetime | None) -> datetime:
     return value
 
 
+@dataclass
+class Receipt:
+    """What a till gets back for a purchase (new or already recorded)."""
+
+    id: int
+    external_id: str
+    member_id: int
+    amount: int
+    currency: str
+    occurred_at: datetime
+    store_id: str | None
+    points_earned: int
+    balance: dict[str, int]
+    vouchers_issued: list[dict[str, Any]] = field(default_factory=list)
+
+
+_PURCHASES = cast(Table, Purchase.__table__)
+_INSERT_LINES = insert(cast(Table, PurchaseLine.__table__))
+_RATES = (Program.currency, Program.currency_exponent, Program.points_per_unit, Program.rounding)
+# The programme's rates and the card in one round trip (the programme is always row 1).
+_BY_CARD = (
+    select(Card.member_id, Card.status, *_RATES)
+    .select_from(Card)
+    .join(Program, Program.id == 1)
+    .where(Card.number == bindparam("number"))
+)
+_BY_MEMBER = (
+    select(Member.id.label("member_id"), *_RATES)
+    .select_from(Program)
+    .outerjoin(Member, Member.id == bindparam("member_id"))
+    .where(Program.id == 1)
+)
+_BALANCE = select(Member.points, Member.held).where(Member.id == bindparam("member_id"))
+_EXISTING = select(_PURCHASES).where(
+    _PURCHASES.c.api_client_id == bindparam("client_id"),
+    _PURCHASES.c.external_id == bindparam("external_id"),
+)
+_PURCHASE_COLUMNS = (
+    "member_id",
+    "api_client_id",
+    "external_id",
+    "amount",
+    "currency",
+    "occurred_at",
+    "store_id",
+    "points_earned",
+    "returned_amount",
+    "points_reversed",
+    "created_at",
+)
+_INSERT_PURCHASE: dict[str, Any] = {}
+
+
+def _insert_purchase(session: Session) -> Any:
+    """INSERT … ON CONFLICT (client, external_id) DO NOTHING RETURNING id, once per dialect."""
+    dialect = session.get_bind().dialect.name
+    stmt = _INSERT_PURCHASE.get(dialect)
+    if stmt is None:
+        stmt = (
+            upsert(session, _PURCHASES)
+            .values({c: bindparam(c) for c in _PURCHASE_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["api_client_id", "external_id"])
+            .returning(_PURCHASES.c.id)
+        )
+        _INSERT_PURCHASE[dialect] = stmt
+    return stmt
+
+
+def _member_and_rates(
+    conn: Connection, card_number: str | None, member_id: int | None
+) -> tuple[int, Any]:
+    """The member a body names and the programme's rates, in one query.
+
+    Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, CardBlocked,
+    MemberMismatch.
+    """
+    if card_number is None:
+        if member_id is None:
+            raise ValidationFailed(
+                "Name the member with card_number or member_id.",
+                errors={"card_number": ["card_number or member_id is required."]},
+            )
+        row = conn.execute(_BY_MEMBER, {"member_id": member_id}).one()
+        if row.member_id is None:
+            raise NotFound(f"No member {member_id}.", field="member_id")
+        return member_id, row
+    number = normalise_card_number(card_number)
+    card = conn.execute(_BY_CARD, {"number": number}).first()
+    if card is None:
+        raise NotFound(f"No card {number}.", field="card_number")
+    if card.status == "blocked":
+        raise CardBlocked(f"Card {number} is blocked.", field="card_number")
+    if member_id is not None and card.member_id != member_id:
+        raise MemberMismatch(field="member_id")
+    return int(card.member_id), card
+
+
+def _balance(conn: Connection, member_id: int) -> dict[str, int]:
+    points, held = conn.execute(_BALANCE, {"member_id": member_id}).one()
+    return {"points": points, "held": held, "available": points - held}
+
+
 def record_purchase(
     session: Session, data: dict[str, Any], *, actor: Actor
-) -> tuple[Purchase, bool]:
-    """Record a completed sale and post what it earns. Returns (purchase, created).
+) -> tuple[Receipt, bool]:
+    """Record a completed sale and post what it earns. Returns (receipt, created).
 
-    A second post of the same `external_id` by the same client returns the first purchase
-    (created = False) and earns nothing. Raises CurrencyMismatch, InvalidCardNumber, NotFound,
-    CardBlocked, MemberMismatch, ValidationFailed, ExternalIdConflict.
+    The hot path of the service, in SQLAlchemy Core on the session's connection, with
+    statements built once: programme and card in one query; the purchase inserted with
+    ON CONFLICT DO NOTHING (a concurrent or repeated post of the same `external_id` by the same
+    client waits on the unique index, then gets the first purchase, created = False, and earns
+    nothing); the points credited by ledger.credit (UPDATE … RETURNING + one entry).
+    Raises CurrencyMismatch, InvalidCardNumber, NotFound, CardBlocked, MemberMismatch,
+    ValidationFailed, ExternalIdConflict.
     """
     assert actor.client_id is not None, "purchases are posted by an API client"
-    program = get_program(session)
-    check_currency(program, data["currency"])
+    conn = session.connection()
     occurred_at = _occurred_at(data.get("occurred_at"))
-    # Locked from here: posts for one member are serialised, so the duplicate check is exact.
-    member = ledger.lock_member_for(
-        session, card_number=data.get("card_number"), member_id=data.get("member_id")
-    )
+    member_id, rates = _member_and_rates(conn, data.get("card_number"), data.get("member_id"))
+    check_currency(rates, data["currency"])
     lines = data.get("lines") or []
     awards = earning.awards_for_purchase(
-        program,
+        rates,
         amount_minor=data["amount"],
         occurred_at=occurred_at,
         lines=lines,
         store_id=data.get("store_id"),
     )
-    insert = (
-        upsert(session, Purchase)
-        .values(
-            member_id=member.id,
-            api_client_id=actor.client_id,
-            external_id=data["external_id"],
-            amount=data["amount"],
-            currency=program.currency,
-            occurred_at=occurred_at,
-            store_id=data.get("store_id"),
-            points_earned=sum(a.points for a in awards),
-            returned_amount=0,
-            points_reversed=0,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["api_client_id", "external_id"])
-        .returning(Purchase)
-    )
-    purchase = session.scalars(insert).first()
-    if purchase is None:
-        return _existing_purchase(session, data["external_id"], member, actor), False
-    set_committed_value(purchase, "member", member)  # already loaded and locked: no query
+    now = utcnow()
+    earned = sum(a.points for a in awards)
+    purchase_id = conn.execute(
+        _insert_purchase(session),
+        {
+            "member_id": member_id,
+            "api_client_id": actor.client_id,
+            "external_id": data["external_id"],
+            "amount": data["amount"],
+            "currency": rates.currency,
+            "occurred_at": occurred_at,
+            "store_id": data.get("store_id"),
+            "points_earned": earned,
+            "returned_amount": 0,
+            "points_reversed": 0,
+            "created_at": now,
+        },
+    ).scalar()
+    if purchase_id is None:
+        return _existing_receipt(conn, data["external_id"], member_id, actor), False
     if lines:
-        session.add_all(
-            PurchaseLine(purchase_id=purchase.id, line_no=i, **line)
-            for i, line in enumerate(lines, start=1)
+        conn.execute(
+            _INSERT_LINES,
+            [
+                {"purchase_id": purchase_id, "line_no": i, "category": None, **line}
+                for i, line in enumerate(lines, start=1)
+            ],
         )
+    balance = None
     for award in awards:
-        ledger.post(
+        points, held = ledger.credit(
             session,
-            member,
+            member_id,
             award.kind,
             award.points,
             reason=award.reason,
             actor=actor,
-            purchase_id=purchase.id,
+            purchase_id=purchase_id,
+            now=now,
         )
-    session.flush()
-    return purchase, True
+        balance = {"points": points, "held": held, "available": points - held}
+    receipt = Receipt(
+        id=purchase_id,
+        external_id=data["external_id"],
+        member_id=member_id,
+        amount=data["amount"],
+        currency=rates.currency,
+        occurred_at=occurred_at,
+        store_id=data.get("store_id"),
+        points_earned=earned,
+        balance=balance or _balance(conn, member_id),
+    )
+    return receipt, True
 
 
-def _existing_purchase(
-    session: Session, external_id: str, member: Member, actor: Actor
-) -> Purchase:
-    existing = session.scalars(
-        select(Purchase).where(
-            Purchase.api_client_id == actor.client_id, Purchase.external_id == external_id
-        )
-    ).one()
-    if existing.member_id != member.id:
+def _existing_receipt(conn: Connection, external_id: str, member_id: int, actor: Actor) -> Receipt:
+    row = conn.execute(_EXISTING, {"client_id": actor.client_id, "external_id": external_id}).one()
+    if row.member_id != member_id:
         raise ExternalIdConflict(
             f"external_id {external_id!r} is a purchase of another member.", field="external_id"
         )
-    return existing
+    return Receipt(
+        id=row.id,
+        external_id=row.external_id,
+        member_id=row.member_id,
+        amount=row.amount,
+        currency=row.currency,
+        occurred_at=row.occurred_at,
+        store_id=row.store_id,
+        points_earned=row.points_earned,
+        balance=_balance(conn, member_id),
+    )
 
 
 def get_purchase(session: Session, purchase_id: int) -> Purchase:

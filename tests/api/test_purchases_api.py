@@ -87,18 +87,18 @@ def test_a_rolled_back_first_attempt_stores_nothing_and_the_retry_performs_it(
     app, client, pos, member, monkeypatch
 ) -> None:
     """A crash between the effect and the commit: the retry with the same key runs for real."""
-    real_complete = idempotency.complete
+    real_record = idempotency.record
 
     def crash(*args, **kwargs):
         raise RuntimeError("power cut before commit")
 
-    monkeypatch.setattr(idempotency, "complete", crash)
+    monkeypatch.setattr(idempotency, "record", crash)
     headers = {**pos, "Idempotency-Key": "till-7-receipt-9"}
     r = client.post("/api/v1/purchases", json=sale(member), headers=headers)
     assert r.status_code == 500  # the injected crash
     assert count(app, Purchase) == count(app, LedgerEntry) == count(app, IdempotencyRecord) == 0
 
-    monkeypatch.setattr(idempotency, "complete", real_complete)
+    monkeypatch.setattr(idempotency, "record", real_record)
     r = client.post("/api/v1/purchases", json=sale(member), headers=headers)
     assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
     assert r.json["balance"]["points"] == 25
@@ -291,3 +291,17 @@ def test_adjustments_and_the_ledger_pages(client, pos, admin, member) -> None:
     page2 = client.get(f"/api/v1/members/{member['id']}/ledger?page_size=2&page=2", headers=admin)
     assert [e["balance_after"] for e in page2.json] == [5]
     assert client.get("/api/v1/members/999999/ledger", headers=admin).status_code == 404
+
+
+def test_a_retried_adjustment_is_applied_once(client, admin, member) -> None:
+    url = f"/api/v1/members/{member['id']}/adjustments"
+    headers = {**admin, "Idempotency-Key": "adj-1"}
+    first = client.post(url, json={"points": 40, "reason": "complaint"}, headers=headers)
+    again = client.post(url, json={"points": 40, "reason": "complaint"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json == first.json and again.headers["Idempotent-Replayed"] == "true"
+    assert (
+        client.get(f"/api/v1/members/{member['id']}", headers=admin).json["balance"]["points"] == 40
+    )
+    other = client.post(url, json={"points": 41, "reason": "complaint"}, headers=headers)
+    assert other.status_code == 409 and other.json["code"] == "idempotency_key_reused"
