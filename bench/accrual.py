@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -260,6 +261,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers")
     parser.add_argument("--gunicorn", default="", help="extra gunicorn flags, e.g. '--threads 4'")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="serve bench/bare_app.py instead (calibration: the same SQL, no app layers)",
+    )
     args = parser.parse_args()
 
     dbname, url = create_database()
@@ -278,7 +284,9 @@ def main() -> None:
             ).fetchone()[0]
 
         port = free_port()
-        cmd = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "wsgi:app"]
+        target = "bench.bare_app:app" if args.bare else "wsgi:app"
+        cmd = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", target]
+        env["BARE_CLIENT_ID"] = str(client_id)
         if args.workers:
             cmd[1:1] = ["--workers", str(args.workers)]
         if args.gunicorn:
@@ -290,6 +298,8 @@ def main() -> None:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                     if r.status == 200:
                         break
+            except urllib.error.HTTPError:
+                break  # the bare app has no /readyz: it answers, so it is up
             except OSError:
                 time.sleep(0.1)
         else:

@@ -28,7 +28,7 @@ blp = LoyaltyBlueprint("members", __name__, description="Members and their cards
 @blp.route("/members")
 class Members(MethodView):
     @auth.require("admin")
-    @blp.arguments(MemberSearchArgs, location="query")
+    @blp.arguments(MemberSearchArgs(), location="query")
     @blp.response(200, MemberSchema(many=True))
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> Any:
@@ -94,7 +94,7 @@ class MemberCards(MethodView):
 class MemberAdjustments(MethodView):
     @auth.require("admin")
     @transactional(idempotent=True)
-    @blp.arguments(AdjustmentSchema)
+    @blp.arguments(AdjustmentSchema())
     @blp.response(201, AdjustmentResultSchema)
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """Correct points (±) with a reason; audit-logged with the key's name"""

@@ -37,7 +37,7 @@ _purchase_in = PurchaseCreateSchema()
 class Purchases(MethodView):
     @auth.require("pos", "webshop")
     @transactional(idempotent=True)
-    @blp.arguments(PurchaseCreateSchema)
+    @blp.arguments(PurchaseCreateSchema())
     @blp.response(201, PurchaseResultSchema)
     @blp.alt_response(200, schema=PurchaseResultSchema, description="Already recorded")
     def post(self, data: dict[str, Any]) -> Any:
@@ -49,7 +49,7 @@ class Purchases(MethodView):
 @blp.route("/purchases/batch")
 class PurchaseBatch(MethodView):
     @auth.require("pos", "webshop")
-    @blp.arguments(BatchSchema)
+    @blp.arguments(BatchSchema())
     @blp.response(200, BatchResultSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """An offline till syncs up to 500 purchases: each in its own transaction, in order"""
@@ -117,7 +117,7 @@ class PurchaseById(MethodView):
 class PurchaseReturns(MethodView):
     @auth.require("pos", "webshop", "admin")
     @transactional(idempotent=True)
-    @blp.arguments(ReturnCreateSchema)
+    @blp.arguments(ReturnCreateSchema())
     @blp.response(201, ReturnResultSchema)
     @blp.alt_response(200, schema=ReturnResultSchema, description="Already recorded")
     def post(self, data: dict[str, Any], purchase_id: int) -> Any:
@@ -129,7 +129,7 @@ class PurchaseReturns(MethodView):
 @blp.route("/checkout/quote")
 class CheckoutQuote(MethodView):
     @auth.require("pos", "webshop")
-    @blp.arguments(QuoteSchema)
+    @blp.arguments(QuoteSchema())
     @blp.response(200, QuoteResultSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """What the basket would earn, and the balance after it; changes nothing"""

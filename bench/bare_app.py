@@ -1,0 +1,69 @@
+"""Calibration for bench/accrual.py: a bare Flask endpoint that runs only the SQL of one purchase
+through SQLAlchemy Core (no auth, schemas, idempotency logic or error mapping). The ratio
+between this and the real app says what our layers cost. Served by `bench/accrual.py --bare`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, jsonify, request
+from sqlalchemy import create_engine, text
+
+app = Flask(__name__)
+engine = create_engine(
+    os.environ["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1),
+    pool_size=5,
+)
+CLIENT = int(os.environ.get("BARE_CLIENT_ID", "1"))
+
+CARD = text(
+    "SELECT cards.member_id, cards.status, program.currency, program.currency_exponent,"
+    " program.points_per_unit, program.rounding FROM cards JOIN program ON program.id = 1"
+    " WHERE cards.number = :number"
+)
+PURCHASE = text(
+    "INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency, occurred_at,"
+    " store_id, points_earned, returned_amount, points_reversed, created_at) VALUES (:m, :c, :e,"
+    " :a, 'EUR', now(), NULL, :p, 0, 0, now()) ON CONFLICT (api_client_id, external_id)"
+    " DO NOTHING RETURNING id"
+)
+CREDIT = text(
+    "WITH m AS (UPDATE members SET points = points + :p, available_floor = CASE WHEN points + :p"
+    " - held < 0 THEN points + :p - held ELSE 0 END, updated_at = now() WHERE id = :m"
+    " RETURNING id, points, held), e AS (INSERT INTO ledger_entries (member_id, kind, points,"
+    " balance_after, reason, purchase_id, api_client_id, actor, created_at) SELECT m.id, 'earn',"
+    " :p, m.points, 'purchase', :pid, :c, 'bare', now() FROM m) SELECT points, held FROM m"
+)
+IDEM = text(
+    "INSERT INTO idempotency_records (api_client_id, key, request_hash, status_code,"
+    " response_body, created_at) VALUES (:c, :k, :h, 201, :b, now())"
+    " ON CONFLICT (api_client_id, key) DO NOTHING RETURNING id"
+)
+
+
+@app.post("/api/v1/purchases")
+def purchase():  # type: ignore[no-untyped-def]
+    body = request.get_json()
+    with engine.begin() as conn:
+        card = conn.execute(CARD, {"number": body["card_number"]}).one()
+        points = body["amount"] // 100
+        pid = conn.execute(
+            PURCHASE,
+            {
+                "m": card.member_id,
+                "c": CLIENT,
+                "e": body["external_id"],
+                "a": body["amount"],
+                "p": points,
+            },
+        ).scalar()
+        balance = conn.execute(
+            CREDIT, {"p": points, "m": card.member_id, "pid": pid, "c": CLIENT}
+        ).one()
+        out = {"id": pid, "points_earned": points, "balance": {"points": balance.points}}
+        conn.execute(
+            IDEM,
+            {"c": CLIENT, "k": request.headers["Idempotency-Key"], "h": "0" * 64, "b": str(out)},
+        )
+    return jsonify(out), 201
