@@ -133,6 +133,21 @@ def prune_idempotency() -> None:
     click.echo(f"Pruned {count} idempotency records older than {ttl} h.")
 
 
+@loyalty_cli.command("release-expired")
+def release_expired() -> None:
+    """Expire reservations past their time (the API also does this lazily, when touched)."""
+    from loyalty.domain import redemptions
+
+    total = 0
+    while True:
+        count = redemptions.release_expired(db.session())
+        db.session.commit()
+        total += count
+        if count == 0:
+            break
+    click.echo(f"Released {total} expired reservations.")
+
+
 @loyalty_cli.command("verify-ledger")
 def verify_ledger() -> None:
     """Prove the books balance: balances = sums of entries, balance_after chains, no purchase

@@ -85,6 +85,14 @@ class ExternalIdConflict(Conflict):
     code, title = "external_id_conflict", "This external_id is used by another member's record"
 
 
+class RedemptionNotReserved(Conflict):
+    code, title = "redemption_not_reserved", "The redemption is no longer reserved"
+
+
+class RedemptionAlreadyRedeemed(Conflict):
+    code, title = "redemption_already_redeemed", "The redemption was redeemed already"
+
+
 class IdempotencyKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Idempotency-Key was used with a different request"
 
@@ -116,6 +124,18 @@ class InsufficientPoints(DomainError):
 
 class ReturnExceedsPurchase(DomainError):
     code, title = "return_exceeds_purchase", "The returns would exceed the purchase amount"
+
+
+class RewardUnavailable(DomainError):
+    code, title = "reward_unavailable", "The reward is not available now"
+
+
+class OutOfStock(DomainError):
+    code, title = "out_of_stock", "The reward is out of stock"
+
+
+class RewardLimitReached(DomainError):
+    code, title = "reward_limit_reached", "The member has redeemed this reward as often as allowed"
 
 
 class MemberMismatch(DomainError):

@@ -543,6 +543,160 @@ pm.test("balance_after chains", () => {
 });
 pm.test("total in the header", () => pm.expect(pm.response.headers.get("X-Total-Count")).to.eql("4"));""",
     ),
+    # ---------------------------------------------------------------- rewards and redemptions
+    request(
+        "add a reward (admin)",
+        "POST",
+        "/api/v1/rewards",
+        key="admin_key",
+        body={
+            "name": "Free coffee {{run}}",
+            "kind": "free_item",
+            "sku": "COFFEE",
+            "points_cost": 5,
+            "stock": 100,
+        },
+        tests=status(201)
+        + """
+const r = pm.response.json();
+pm.test("a free item with stock", () => { pm.expect(r.kind).to.eql("free_item"); pm.expect(r.stock).to.eql(100); });
+pm.collectionVariables.set("reward_id", r.id);""",
+    ),
+    request(
+        "reward with a bad percent → 422",
+        "POST",
+        "/api/v1/rewards",
+        key="admin_key",
+        body={"name": "x", "kind": "percent_off", "value": 150, "points_cost": 5},
+        tests=status(422)
+        + code("validation_error")
+        + """
+pm.test("value named", () => pm.expect(pm.response.json().errors).to.have.key("value"));""",
+    ),
+    request("get a reward", "GET", "/api/v1/rewards/{{reward_id}}", tests=status(200)),
+    request(
+        "what the card can afford (till)",
+        "GET",
+        "/api/v1/rewards?card_number={{card_number}}&page_size=100",
+        tests=status(200)
+        + """
+const mine = pm.response.json().find(r => r.id === Number(pm.collectionVariables.get("reward_id")));
+pm.test("affordable", () => pm.expect(mine.affordable).to.eql(true));""",
+    ),
+    request(
+        "reserve at checkout (webshop)",
+        "POST",
+        "/api/v1/redemptions",
+        key="webshop_key",
+        body={
+            "card_number": "{{card_number}}",
+            "reward_id": "{{reward_id}}",
+            "order_ref": "web-{{run}}",
+        },
+        raw='{"card_number": "{{card_number}}", "reward_id": {{reward_id}}, "order_ref": "web-{{run}}"}',
+        tests=status(201)
+        + """
+const r = pm.response.json();
+pm.test("reserved, points held", () => {
+  pm.expect(r.status).to.eql("reserved");
+  pm.expect(r.balance.held).to.eql(5);
+  pm.expect(r.benefit.sku).to.eql("COFFEE");
+});
+pm.collectionVariables.set("redemption_id", r.id);""",
+    ),
+    request(
+        "confirm after payment (webshop)",
+        "POST",
+        "/api/v1/redemptions/{{redemption_id}}/confirm",
+        key="webshop_key",
+        body={},
+        tests=status(200)
+        + """
+pm.test("redeemed, hold gone", () => {
+  pm.expect(pm.response.json().status).to.eql("redeemed");
+  pm.expect(pm.response.json().balance.held).to.eql(0);
+});""",
+    ),
+    request(
+        "cancel a redeemed one → 409",
+        "POST",
+        "/api/v1/redemptions/{{redemption_id}}/cancel",
+        key="webshop_key",
+        tests=status(409) + code("redemption_already_redeemed"),
+    ),
+    request(
+        "reserve again (abandoned basket)",
+        "POST",
+        "/api/v1/redemptions",
+        key="webshop_key",
+        raw='{"card_number": "{{card_number}}", "reward_id": {{reward_id}}}',
+        tests=status(201) + 'pm.collectionVariables.set("redemption_2", pm.response.json().id);',
+    ),
+    request(
+        "cancel on abandonment",
+        "POST",
+        "/api/v1/redemptions/{{redemption_2}}/cancel",
+        key="webshop_key",
+        tests=status(200)
+        + """
+pm.test("released, points available", () => {
+  pm.expect(pm.response.json().status).to.eql("released");
+  pm.expect(pm.response.json().balance.held).to.eql(0);
+});""",
+    ),
+    request(
+        "confirm a released one → 409",
+        "POST",
+        "/api/v1/redemptions/{{redemption_2}}/confirm",
+        key="webshop_key",
+        tests=status(409) + code("redemption_not_reserved"),
+    ),
+    request(
+        "get a redemption",
+        "GET",
+        "/api/v1/redemptions/{{redemption_2}}",
+        tests=status(200)
+        + """
+pm.test("released", () => pm.expect(pm.response.json().status).to.eql("released"));""",
+    ),
+    request(
+        "redeem instantly at the till",
+        "POST",
+        "/api/v1/redemptions",
+        raw='{"card_number": "{{card_number}}", "reward_id": {{reward_id}}, "instant": true}',
+        tests=status(201)
+        + 'pm.test("redeemed", () => pm.expect(pm.response.json().status).to.eql("redeemed"));',
+    ),
+    request(
+        "deactivate the reward (admin)",
+        "PATCH",
+        "/api/v1/rewards/{{reward_id}}",
+        key="admin_key",
+        body={"active": False},
+        tests=status(200),
+    ),
+    request(
+        "redeem an inactive reward → 422",
+        "POST",
+        "/api/v1/redemptions",
+        raw='{"card_number": "{{card_number}}", "reward_id": {{reward_id}}}',
+        tests=status(422) + code("reward_unavailable"),
+    ),
+    request(
+        "redeem more than available → 422",
+        "POST",
+        "/api/v1/rewards",
+        key="admin_key",
+        body={"name": "Bike {{run}}", "kind": "free_item", "sku": "BIKE", "points_cost": 1000000},
+        tests=status(201) + 'pm.collectionVariables.set("dear_reward", pm.response.json().id);',
+    ),
+    request(
+        "not enough points → 422",
+        "POST",
+        "/api/v1/redemptions",
+        raw='{"card_number": "{{card_number}}", "reward_id": {{dear_reward}}}',
+        tests=status(422) + code("insufficient_points"),
+    ),
     request(
         "unknown member → 404",
         "GET",

@@ -23,6 +23,10 @@ class CardByNumber(MethodView):
     @blp.response(200, CardSchema)
     def get(self, card_number: str) -> Any:
         """The card, its status, its member and balance (a mistyped number: 422)"""
+        from loyalty.api.rewards import fresh_member
+
+        card = members.get_card(db.session(), card_number)
+        fresh_member(card.member_id)
         return members.get_card(db.session(), card_number)
 
 

@@ -55,6 +55,9 @@ class MemberById(MethodView):
     @blp.response(200, MemberSchema)
     def get(self, member_id: int) -> Any:
         """A member, their cards and balance"""
+        from loyalty.api.rewards import fresh_member
+
+        fresh_member(member_id)
         return members.get_member(db.session(), member_id)
 
     @auth.require("admin")

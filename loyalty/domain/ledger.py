@@ -124,6 +124,53 @@ def post(
     return entry
 
 
+# holds: reserved points (redemptions) ---------------------------------------------------------
+def hold(member: Member, points: int) -> None:
+    """Reserve `points` (> 0) of the member's available points. `member` must be locked.
+
+    Raises InsufficientPoints. No ledger entry: the points are still the member's (pending).
+    """
+    if points <= 0:
+        raise ValueError("a hold reserves at least one point")
+    if member.points - member.held - points < 0:
+        raise InsufficientPoints(
+            f"{points} points needed, {member.points - member.held} available.",
+            field="reward_id",
+        )
+    member.held += points
+    member.available_floor = 0
+
+
+def release(member: Member, points: int) -> None:
+    """Give reserved points back to `available` (cancel, expiry). `member` must be locked."""
+    if not 0 < points <= member.held:
+        raise ValueError("release more than is held")
+    member.held -= points
+    member.available_floor = min(0, member.points - member.held)
+
+
+def settle(
+    session: Session, member: Member, points: int, *, redemption_id: int, actor: Actor
+) -> LedgerEntry:
+    """Reserved points leave the account: held -= points and a `redeem` entry of −points.
+
+    `available` does not change (the hold had already taken the points out of it).
+    """
+    if not 0 < points <= member.held:
+        raise ValueError("settle more than is held")
+    member.held -= points
+    return post(
+        session,
+        member,
+        "redeem",
+        -points,
+        reason="reward_redeemed",
+        actor=actor,
+        redemption_id=redemption_id,
+        allow_debt=True,
+    )
+
+
 # the hot path: crediting points in two statements ---------------------------------------------
 # The UPDATE takes the row lock itself and returns the new balance; `points` on the right-hand
 # side is the old value on PostgreSQL and SQLite alike.
@@ -244,7 +291,8 @@ def verify(session: Session, limit: int = 50) -> Verification:
     3. no purchase earned twice (one `earn` entry at most);
     4. each purchase's `points_earned` equals its earn + bonus entries, and `points_reversed`
        the reverse entries of its returns;
-    5. `held` ≥ 0 and `available` ≥ the member's floor.
+    5. `held` equals the points of the member's open reservations;
+    6. `held` ≥ 0 and `available` ≥ the member's floor.
     """
     problems: list[str] = []
     members = session.scalar(select(func.count()).select_from(Member)) or 0
@@ -278,6 +326,11 @@ def verify(session: Session, limit: int = 50) -> Verification:
                        WHERE e.kind = 'reverse' AND e.redemption_id IS NULL
                        GROUP BY r.purchase_id) s ON s.purchase_id = p.id
             WHERE p.points_reversed <> COALESCE(s.total, 0)""",
+        "held != points of open reservations": """
+            SELECT m.id, m.held, COALESCE(r.total, 0) FROM members m
+            LEFT JOIN (SELECT member_id, SUM(points) AS total FROM redemptions
+                       WHERE status = 'reserved' GROUP BY member_id) r ON r.member_id = m.id
+            WHERE m.held <> COALESCE(r.total, 0)""",
         "held < 0 or available below floor": """
             SELECT id, points, held, available_floor FROM members
             WHERE held < 0 OR points - held < available_floor""",

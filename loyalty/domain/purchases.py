@@ -314,6 +314,10 @@ def record_return(
         )
     purchase.returned_amount += amount
     purchase.points_reversed += points
+    if purchase.returned_amount == purchase.amount:
+        from loyalty.domain.redemptions import give_back_for_full_return
+
+        give_back_for_full_return(session, member, purchase.id, ret.id, actor=actor)
     session.flush()
     return ret, True
 

@@ -5,9 +5,12 @@ from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry
 from loyalty.models.members import Card, Member
 from loyalty.models.program import Program
 from loyalty.models.purchases import Purchase, PurchaseLine, Return
+from loyalty.models.rewards import REDEMPTION_STATUSES, REWARD_KINDS, Redemption, Reward
 
 __all__ = [
     "ENTRY_KINDS",
+    "REDEMPTION_STATUSES",
+    "REWARD_KINDS",
     "SCOPES",
     "ApiClient",
     "AuditEntry",
@@ -18,5 +21,7 @@ __all__ = [
     "Program",
     "Purchase",
     "PurchaseLine",
+    "Redemption",
     "Return",
+    "Reward",
 ]

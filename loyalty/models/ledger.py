@@ -38,7 +38,9 @@ class LedgerEntry(Base):
     note: Mapped[str | None] = mapped_column(String(500))
     purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"), index=True)
     return_id: Mapped[int | None] = mapped_column(ForeignKey("returns.id"), index=True)
-    redemption_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    redemption_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("redemptions.id"), index=True
+    )
     api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

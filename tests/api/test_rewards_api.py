@@ -1,0 +1,280 @@
+"""Rewards and redemptions: every transition and refusal, with the balance after each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from loyalty.extensions import db
+from loyalty.models import Redemption
+
+
+@pytest.fixture
+def member(client, pos, admin) -> dict:
+    m = client.post("/api/v1/members", json={"name": "Ann"}, headers=pos).json
+    client.post(
+        f"/api/v1/members/{m['id']}/adjustments",
+        json={"points": 500, "reason": "seed"},
+        headers=admin,
+    )
+    return m
+
+
+def reward(client, admin, **fields) -> dict:
+    body = {"name": "Coffee", "kind": "free_item", "sku": "COFFEE", "points_cost": 200, **fields}
+    r = client.post("/api/v1/rewards", json=body, headers=admin)
+    assert r.status_code == 201, r.json
+    return r.json
+
+
+def balance(client, pos, member) -> dict:
+    return client.get(f"/api/v1/members/{member['id']}", headers=pos).json["balance"]
+
+
+def redeem(client, pos, member, reward_id, **extra):
+    return client.post(
+        "/api/v1/redemptions",
+        json={"member_id": member["id"], "reward_id": reward_id, **extra},
+        headers=pos,
+    )
+
+
+def verify(runner) -> None:
+    out = runner.invoke(args=["loyalty", "verify-ledger"])
+    assert out.exit_code == 0, out.output
+
+
+def test_catalogue_kinds_and_their_validation(client, admin, pos) -> None:
+    amount = reward(client, admin, name="5 off", kind="amount_off", value=500, sku=None)
+    assert (amount["currency"], amount["value"]) == ("EUR", 500)
+    pct = reward(client, admin, name="10%", kind="percent_off", value=10, sku=None)
+    assert pct["currency"] is None
+    for body, field in [
+        ({"kind": "percent_off", "value": 101, "sku": None}, "value"),
+        ({"kind": "amount_off", "value": None, "sku": None}, "value"),
+        ({"kind": "free_item", "sku": None}, "sku"),
+        ({"points_cost": 0}, "points_cost"),
+        (
+            {
+                "active_from": "2027-01-02T00:00:00+00:00",
+                "active_until": "2027-01-01T00:00:00+00:00",
+            },
+            "active_until",
+        ),
+        ({"kind": "cashback"}, "kind"),
+    ]:
+        body = {"name": "x", "kind": "free_item", "sku": "X", "points_cost": 10, **body}
+        r = client.post("/api/v1/rewards", json=body, headers=admin)
+        assert r.status_code == 422 and field in r.json["errors"], (body, r.json)
+    assert (
+        client.post(
+            "/api/v1/rewards",
+            json={"name": "x", "kind": "free_item", "sku": "X", "points_cost": 1},
+            headers=pos,
+        ).status_code
+        == 403
+    )
+    listed = client.get("/api/v1/rewards", headers=pos).json
+    assert [r["name"] for r in listed] == ["5 off", "10%"]  # cheapest first, then oldest
+
+
+def test_catalogue_shows_what_a_member_can_afford(client, admin, pos, member) -> None:
+    cheap = reward(client, admin, name="cheap", points_cost=100)
+    dear = reward(client, admin, name="dear", points_cost=900)
+    gone = reward(client, admin, name="gone", points_cost=50, stock=0)
+    once = reward(client, admin, name="once", points_cost=10, per_member_limit=1)
+    later = reward(
+        client, admin, name="later", active_from=(datetime.now(UTC) + timedelta(days=1)).isoformat()
+    )
+    off = reward(client, admin, name="off")
+    client.patch(f"/api/v1/rewards/{off['id']}", json={"active": False}, headers=admin)
+    redeem(client, pos, member, once["id"], instant=True)
+    r = client.get(f"/api/v1/rewards?card_number={member['card_number']}", headers=pos)
+    assert r.status_code == 200
+    seen = {x["name"]: x["affordable"] for x in r.json}
+    assert seen == {"once": False, "gone": False, "cheap": True, "dear": False}
+    assert later["id"] not in [x["id"] for x in r.json] and off["id"] not in [
+        x["id"] for x in r.json
+    ]
+    assert all(x.get("affordable") is None for x in client.get("/api/v1/rewards", headers=pos).json)
+    assert cheap and dear and gone
+
+
+def test_reserve_confirm_with_the_balance_after_each_step(
+    client, admin, pos, member, runner
+) -> None:
+    r_id = reward(client, admin, points_cost=200)["id"]
+    r = redeem(client, pos, member, r_id, order_ref="web-1")
+    assert r.status_code == 201
+    red = r.json
+    assert (red["status"], red["points"], red["order_ref"]) == ("reserved", 200, "web-1")
+    assert red["benefit"] == {"kind": "free_item", "value": None, "currency": None, "sku": "COFFEE"}
+    assert red["balance"] == {"points": 500, "held": 200, "available": 300}
+    assert balance(client, pos, member) == {"points": 500, "held": 200, "available": 300}
+
+    c = client.post(f"/api/v1/redemptions/{red['id']}/confirm", json={}, headers=pos)
+    assert c.status_code == 200 and c.json["status"] == "redeemed" and c.json["redeemed_at"]
+    assert balance(client, pos, member) == {"points": 300, "held": 0, "available": 300}
+    again = client.post(f"/api/v1/redemptions/{red['id']}/confirm", headers=pos)
+    assert again.status_code == 200 and again.json["status"] == "redeemed"
+    assert balance(client, pos, member)["points"] == 300  # redeemed once
+    x = client.post(f"/api/v1/redemptions/{red['id']}/cancel", headers=pos)
+    assert x.status_code == 409 and x.json["code"] == "redemption_already_redeemed"
+    ledger = client.get(f"/api/v1/members/{member['id']}/ledger", headers=admin).json
+    assert [
+        (e["kind"], e["points"], e["balance_after"], e["redemption_id"]) for e in ledger[:1]
+    ] == [("redeem", -200, 300, red["id"])]
+    verify(runner)
+
+
+def test_reserve_cancel_then_confirm_is_refused(client, admin, pos, member, runner) -> None:
+    r_id = reward(client, admin, points_cost=200, stock=3)["id"]
+    red = redeem(client, pos, member, r_id).json
+    assert client.get(f"/api/v1/rewards/{r_id}", headers=pos).json["stock"] == 2
+    c = client.post(f"/api/v1/redemptions/{red['id']}/cancel", headers=pos)
+    assert c.status_code == 200 and c.json["status"] == "released"
+    assert balance(client, pos, member) == {"points": 500, "held": 0, "available": 500}
+    assert client.get(f"/api/v1/rewards/{r_id}", headers=pos).json["stock"] == 3
+    assert (
+        client.post(f"/api/v1/redemptions/{red['id']}/cancel", headers=pos).json["status"]
+        == "released"
+    )
+    x = client.post(f"/api/v1/redemptions/{red['id']}/confirm", headers=pos)
+    assert x.status_code == 409 and x.json["code"] == "redemption_not_reserved"
+    verify(runner)
+
+
+def test_instant_redeems_in_one_call(client, admin, pos, member) -> None:
+    r_id = reward(client, admin, kind="amount_off", value=250, sku=None, points_cost=100)["id"]
+    r = redeem(client, pos, member, r_id, instant=True)
+    assert r.status_code == 201 and r.json["status"] == "redeemed"
+    assert r.json["benefit"] == {"kind": "amount_off", "value": 250, "currency": "EUR", "sku": None}
+    assert r.json["balance"] == {"points": 400, "held": 0, "available": 400}
+
+
+def test_refusals(client, admin, pos, member) -> None:
+    dear = reward(client, admin, points_cost=501)["id"]
+    r = redeem(client, pos, member, dear)
+    assert r.status_code == 422 and r.json["code"] == "insufficient_points"
+    none_left = reward(client, admin, points_cost=1, stock=0)["id"]
+    r = redeem(client, pos, member, none_left)
+    assert r.status_code == 422 and r.json["code"] == "out_of_stock"
+    once = reward(client, admin, points_cost=1, per_member_limit=1)["id"]
+    assert redeem(client, pos, member, once).status_code == 201
+    r = redeem(client, pos, member, once)
+    assert r.status_code == 422 and r.json["code"] == "reward_limit_reached"
+    off = reward(client, admin, points_cost=1)["id"]
+    client.patch(f"/api/v1/rewards/{off}", json={"active": False}, headers=admin)
+    r = redeem(client, pos, member, off)
+    assert r.status_code == 422 and r.json["code"] == "reward_unavailable"
+    assert redeem(client, pos, member, 999999).status_code == 404
+    assert balance(client, pos, member) == {"points": 500, "held": 1, "available": 499}
+    assert client.post("/api/v1/redemptions/999999/confirm", headers=pos).status_code == 404
+
+
+def test_an_overdue_reservation_reads_expired_without_any_job(
+    app, client, admin, pos, member, runner
+) -> None:
+    r_id = reward(client, admin, points_cost=200, stock=1)["id"]
+    red = redeem(client, pos, member, r_id).json
+    with app.app_context():
+        db.session.execute(
+            update(Redemption).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        db.session.commit()
+    r = client.get(f"/api/v1/redemptions/{red['id']}", headers=pos)
+    assert r.status_code == 200 and r.json["status"] == "expired"
+    assert r.json["balance"] == {"points": 500, "held": 0, "available": 500}
+    assert client.get(f"/api/v1/rewards/{r_id}", headers=pos).json["stock"] == 1
+    x = client.post(f"/api/v1/redemptions/{red['id']}/confirm", headers=pos)
+    assert x.status_code == 409 and x.json["code"] == "redemption_not_reserved"
+    verify(runner)
+
+
+def test_the_till_lookup_shows_expired_points_as_available(app, client, admin, pos, member) -> None:
+    r_id = reward(client, admin, points_cost=200)["id"]
+    redeem(client, pos, member, r_id)
+    with app.app_context():
+        db.session.execute(
+            update(Redemption).values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        db.session.commit()
+    card = client.get(f"/api/v1/cards/{member['card_number']}", headers=pos).json
+    assert card["balance"] == {"points": 500, "held": 0, "available": 500}
+
+
+def test_release_expired_command_sweeps_the_rest(app, client, admin, pos, member, runner) -> None:
+    r_id = reward(client, admin, points_cost=100)["id"]
+    redeem(client, pos, member, r_id)
+    redeem(client, pos, member, r_id)
+    with app.app_context():
+        db.session.execute(
+            update(Redemption).values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        db.session.commit()
+    out = runner.invoke(args=["loyalty", "release-expired"])
+    assert "Released 2 expired reservations." in out.output
+    with app.app_context():
+        assert {r.status for r in db.session.query(Redemption)} == {"expired"}
+    verify(runner)
+
+
+def test_a_full_return_gives_the_redeemed_points_back_a_partial_one_does_not(
+    client, admin, pos, member, runner
+) -> None:
+    r_id = reward(client, admin, points_cost=100)["id"]
+    sale = {"external_id": "s-1", "member_id": member["id"], "amount": 5000, "currency": "EUR"}
+    p = client.post("/api/v1/purchases", json=sale, headers=pos).json  # +50 → 550
+    red = redeem(client, pos, member, r_id).json
+    client.post(
+        f"/api/v1/redemptions/{red['id']}/confirm",
+        json={"purchase_external_id": "s-1"},
+        headers=pos,
+    )
+    assert balance(client, pos, member)["points"] == 450
+    client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "r-1", "amount": 2500},
+        headers=pos,
+    )
+    assert balance(client, pos, member)["points"] == 425  # -25 pro rata, the reward stays spent
+    client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "r-2", "amount": 2500},
+        headers=pos,
+    )
+    assert balance(client, pos, member)["points"] == 500  # -25, then +100 for the returned reward
+    detail = client.get(f"/api/v1/purchases/{p['id']}", headers=pos).json
+    assert [(e["kind"], e["points"]) for e in detail["ledger_entries"]] == [
+        ("earn", 50),
+        ("reverse", -25),
+        ("reverse", -25),
+        ("reverse", 100),
+    ]
+    verify(runner)
+
+
+def test_confirm_with_an_unknown_or_foreign_purchase(client, admin, pos, member) -> None:
+    r_id = reward(client, admin, points_cost=100)["id"]
+    red = redeem(client, pos, member, r_id).json
+    r = client.post(
+        f"/api/v1/redemptions/{red['id']}/confirm",
+        json={"purchase_external_id": "nope"},
+        headers=pos,
+    )
+    assert r.status_code == 404 and "purchase_external_id" in r.json["errors"]
+    other = client.post("/api/v1/members", json={}, headers=pos).json
+    client.post(
+        "/api/v1/purchases",
+        json={"external_id": "o-1", "member_id": other["id"], "amount": 100, "currency": "EUR"},
+        headers=pos,
+    )
+    r = client.post(
+        f"/api/v1/redemptions/{red['id']}/confirm",
+        json={"purchase_external_id": "o-1"},
+        headers=pos,
+    )
+    assert r.status_code == 422 and r.json["code"] == "member_mismatch"
+    assert balance(client, pos, member)["held"] == 100
