@@ -101,6 +101,14 @@ DEMO_MEMBERS: list[dict[str, Any]] = [
 ]
 
 
+DEMO_POINTS = [300, 80, 1000]
+DEMO_REWARDS: list[dict[str, Any]] = [
+    {"name": "Free coffee", "kind": "free_item", "sku": "COFFEE", "points_cost": 50},
+    {"name": "5.00 off", "kind": "amount_off", "value": 500, "points_cost": 250},
+    {"name": "10% off", "kind": "percent_off", "value": 10, "points_cost": 400, "stock": 100},
+]
+
+
 @loyalty_cli.command("seed-demo")
 def seed_demo() -> None:
     """A demo programme and members (once), and fresh demo keys (every time) printed here."""
@@ -109,9 +117,17 @@ def seed_demo() -> None:
     program.ensure_program(db.session())
     seeded = db.session.scalar(select(Member.id).where(Member.external_ref == "demo-1"))
     if seeded is None:
-        for data in DEMO_MEMBERS:
-            members.enrol(db.session(), dict(data), settings=settings(), actor=Actor.cli())
-        click.echo(f"Demo programme and {len(DEMO_MEMBERS)} members created.")
+        from loyalty.domain import purchases, rewards
+
+        for data, points in zip(DEMO_MEMBERS, DEMO_POINTS, strict=True):
+            member = members.enrol(db.session(), dict(data), settings=settings(), actor=Actor.cli())
+            purchases.adjust(db.session(), member.id, points, "demo points", actor=Actor.cli())
+        for reward in DEMO_REWARDS:
+            rewards.create_reward(db.session(), dict(reward), actor=Actor.cli())
+        click.echo(
+            f"Demo programme, {len(DEMO_MEMBERS)} members with points and "
+            f"{len(DEMO_REWARDS)} rewards created."
+        )
     else:
         click.echo("Demo data already present; issuing fresh demo keys.")
     admin_key = _issue_key("demo-admin", ["admin"])

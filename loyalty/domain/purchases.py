@@ -338,6 +338,7 @@ def quote(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     )
     earned = sum(a.points for a in awards)
     return {
+        "rewards": _quote_rewards(session, member, data.get("reward_ids")),
         "member_id": member.id,
         "amount": data["amount"],
         "currency": program.currency,
@@ -350,7 +351,38 @@ def quote(session: Session, data: dict[str, Any]) -> dict[str, Any]:
             "available": member.available + earned,
         },
         "vouchers": [],
-        "rewards": [],
+    }
+
+
+def _quote_rewards(
+    session: Session, member: Member, reward_ids: list[int] | None
+) -> list[dict[str, Any]]:
+    """The rewards asked about (or the whole active catalogue, up to 100), each with whether
+    the member can redeem it now. An unknown or inactive one asked about reads unavailable."""
+    from loyalty.domain import rewards
+
+    items, _ = rewards.catalogue(session, member=member, offset=0, limit=100)
+    by_id = {r.id: r for r in items}
+    if not reward_ids:
+        return [_reward_line(r) for r in items]
+    out = []
+    for reward_id in reward_ids:
+        reward = by_id.get(reward_id)
+        if reward is None:
+            out.append({"reward_id": reward_id, "available": False, "affordable": False})
+        else:
+            out.append(_reward_line(reward))
+    return out
+
+
+def _reward_line(reward: Any) -> dict[str, Any]:
+    return {
+        "reward_id": reward.id,
+        "name": reward.name,
+        "points_cost": reward.points_cost,
+        "benefit": reward.benefit,
+        "available": True,
+        "affordable": bool(reward.affordable),
     }
 
 
@@ -362,6 +394,9 @@ def adjust(
     Raises NotFound, InsufficientPoints (a correction never creates a debt).
     """
     member = ledger.lock_member(session, member_id)
+    from loyalty.domain.redemptions import release_expired_for
+
+    release_expired_for(session, member)  # overdue reservations no longer hold points
     entry = ledger.post(
         session, member, "adjust", points, reason="staff_adjustment", note=reason, actor=actor
     )

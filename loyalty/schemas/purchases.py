@@ -149,6 +149,15 @@ class AwardSchema(Schema):
     reason = ma.fields.String(required=True)
 
 
+class QuoteRewardSchema(Schema):
+    reward_id = ma.fields.Integer(required=True)
+    name = ma.fields.String()
+    points_cost = ma.fields.Integer()
+    benefit = ma.fields.Dict()
+    available = ma.fields.Boolean(required=True, metadata={"description": "Active now"})
+    affordable = ma.fields.Boolean(required=True, metadata={"description": "Redeemable now"})
+
+
 class QuoteResultSchema(Schema):
     member_id = ma.fields.Integer(required=True)
     amount = ma.fields.Integer(required=True)
@@ -158,7 +167,7 @@ class QuoteResultSchema(Schema):
     balance = ma.fields.Nested(BalanceSchema, required=True)
     balance_after = ma.fields.Nested(BalanceSchema, required=True)
     vouchers = ma.fields.List(ma.fields.Dict(), required=True)
-    rewards = ma.fields.List(ma.fields.Dict(), required=True)
+    rewards = ma.fields.List(ma.fields.Nested(QuoteRewardSchema), required=True)
 
 
 class AdjustmentSchema(Schema):

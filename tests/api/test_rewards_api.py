@@ -278,3 +278,94 @@ def test_confirm_with_an_unknown_or_foreign_purchase(client, admin, pos, member)
     )
     assert r.status_code == 422 and r.json["code"] == "member_mismatch"
     assert balance(client, pos, member)["held"] == 100
+
+
+def test_the_quote_says_which_rewards_the_member_can_afford(client, admin, pos, member) -> None:
+    cheap = reward(client, admin, name="cheap", points_cost=100)["id"]
+    dear = reward(client, admin, name="dear", points_cost=1000)["id"]
+    body = {"member_id": member["id"], "amount": 1000, "currency": "EUR"}
+    q = client.post("/api/v1/checkout/quote", json=body, headers=pos).json
+    assert [(r["reward_id"], r["affordable"]) for r in q["rewards"]] == [
+        (cheap, True),
+        (dear, False),
+    ]
+    q = client.post(
+        "/api/v1/checkout/quote", json={**body, "reward_ids": [dear, 999]}, headers=pos
+    ).json
+    assert q["rewards"] == [
+        {
+            "reward_id": dear,
+            "name": "dear",
+            "points_cost": 1000,
+            "available": True,
+            "affordable": False,
+            "benefit": {"kind": "free_item", "value": None, "currency": None, "sku": "COFFEE"},
+        },
+        {"reward_id": 999, "available": False, "affordable": False},
+    ]
+
+
+def test_an_adjustment_sees_points_of_an_overdue_reservation_as_available(
+    app, client, admin, pos, member
+) -> None:
+    r_id = reward(client, admin, points_cost=400)["id"]
+    redeem(client, pos, member, r_id)
+    with app.app_context():
+        db.session.execute(
+            update(Redemption).values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        db.session.commit()
+    r = client.post(
+        f"/api/v1/members/{member['id']}/adjustments",
+        json={"points": -450, "reason": "fix"},
+        headers=admin,
+    )
+    assert r.status_code == 201 and r.json["balance"] == {"points": 50, "held": 0, "available": 50}
+
+
+def test_on_the_demo_data_a_till_and_a_webshop_redeem(runner, client) -> None:
+    """The rewards issue's done-when, on `seed-demo`'s data."""
+    out = runner.invoke(args=["loyalty", "seed-demo"]).output
+    pos = {
+        "Authorization": "Bearer "
+        + next(l for l in out.splitlines() if l.startswith("demo-pos")).split()[-1]
+    }
+    card = "9900000000000002"  # Chloé, 1000 demo points
+    lookup = client.get(f"/api/v1/cards/{card}", headers=pos).json
+    assert lookup["balance"]["available"] == 1000
+    catalogue = client.get(f"/api/v1/rewards?card_number={card}", headers=pos).json
+    assert [r["affordable"] for r in catalogue] == [True, True, True]
+    coffee = catalogue[0]["id"]
+    r = client.post(
+        "/api/v1/redemptions",
+        json={"card_number": card, "reward_id": coffee, "instant": True},
+        headers=pos,
+    )
+    assert (
+        r.status_code == 201
+        and r.json["status"] == "redeemed"
+        and r.json["balance"]["points"] == 950
+    )
+    held = client.post(
+        "/api/v1/redemptions",
+        json={"card_number": card, "reward_id": catalogue[1]["id"]},
+        headers=pos,
+    ).json
+    assert (
+        client.post(f"/api/v1/redemptions/{held['id']}/confirm", headers=pos).json["status"]
+        == "redeemed"
+    )
+    other = client.post(
+        "/api/v1/redemptions",
+        json={"card_number": card, "reward_id": catalogue[2]["id"]},
+        headers=pos,
+    ).json
+    assert (
+        client.post(f"/api/v1/redemptions/{other['id']}/cancel", headers=pos).json["status"]
+        == "released"
+    )
+    assert client.get(f"/api/v1/cards/{card}", headers=pos).json["balance"] == {
+        "points": 700,
+        "held": 0,
+        "available": 700,
+    }
