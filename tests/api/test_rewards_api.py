@@ -328,7 +328,7 @@ def test_on_the_demo_data_a_till_and_a_webshop_redeem(runner, client) -> None:
     out = runner.invoke(args=["loyalty", "seed-demo"]).output
     pos = {
         "Authorization": "Bearer "
-        + next(l for l in out.splitlines() if l.startswith("demo-pos")).split()[-1]
+        + next(x for x in out.splitlines() if x.startswith("demo-pos")).split()[-1]
     }
     card = "9900000000000002"  # Chloé, 1000 demo points
     lookup = client.get(f"/api/v1/cards/{card}", headers=pos).json
