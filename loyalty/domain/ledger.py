@@ -19,12 +19,12 @@ from sqlalchemy.orm.util import identity_key
 
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
+from loyalty.domain.members import require_member_ref
 from loyalty.errors import (
     CardBlocked,
     InsufficientPoints,
     MemberMismatch,
     NotFound,
-    ValidationFailed,
 )
 from loyalty.models import ENTRY_KINDS, Card, LedgerEntry, Member
 from loyalty.models.types import UTCDateTime
@@ -49,12 +49,9 @@ def lock_member_for(
     Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, CardBlocked,
     MemberMismatch.
     """
+    require_member_ref(card_number, member_id)
     if card_number is None:
-        if member_id is None:
-            raise ValidationFailed(
-                "Name the member with card_number or member_id.",
-                errors={"card_number": ["card_number or member_id is required."]},
-            )
+        assert member_id is not None
         return lock_member(session, member_id)
     number = normalise_card_number(card_number)
     row = session.execute(

@@ -87,6 +87,15 @@ def get_card(session: Session, raw_number: str) -> Card:
     return card
 
 
+def require_member_ref(card_number: str | None, member_id: int | None) -> None:
+    """A body names its member with card_number or member_id. Raises ValidationFailed."""
+    if card_number is None and member_id is None:
+        raise ValidationFailed(
+            "Name the member with card_number or member_id.",
+            errors={"card_number": ["card_number or member_id is required."]},
+        )
+
+
 def resolve_member(
     session: Session,
     *,
@@ -100,11 +109,7 @@ def resolve_member(
     Raises ValidationFailed (neither given), MemberMismatch, InvalidCardNumber, NotFound,
     CardBlocked.
     """
-    if card_number is None and member_id is None:
-        raise ValidationFailed(
-            "Name the member with card_number or member_id.",
-            errors={"card_number": ["card_number or member_id is required."]},
-        )
+    require_member_ref(card_number, member_id)
     member = None
     if card_number is not None:
         card = get_card(session, card_number)

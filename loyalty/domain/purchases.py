@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from loyalty.domain import audit, earning, ledger
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
-from loyalty.domain.members import get_member, resolve_member
+from loyalty.domain.members import get_member, require_member_ref, resolve_member
 from loyalty.domain.program import check_currency, get_program
 from loyalty.domain.sql import upsert
 from loyalty.errors import (
@@ -116,12 +116,9 @@ def _member_and_rates(
     Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, CardBlocked,
     MemberMismatch.
     """
+    require_member_ref(card_number, member_id)
     if card_number is None:
-        if member_id is None:
-            raise ValidationFailed(
-                "Name the member with card_number or member_id.",
-                errors={"card_number": ["card_number or member_id is required."]},
-            )
+        assert member_id is not None
         row = conn.execute(_BY_MEMBER, {"member_id": member_id}).one()
         if row.member_id is None:
             raise NotFound(f"No member {member_id}.", field="member_id")

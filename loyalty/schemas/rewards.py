@@ -42,45 +42,36 @@ class RewardSchema(Schema):
     )
 
 
-def _value() -> ma.fields.Integer:
-    return ma.fields.Integer(
+class _RewardFields(Schema):
+    """Fields a reward may leave out (create) or change (update)."""
+
+    value = ma.fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_AMOUNT)
+    )
+    sku = Str(64, allow_none=True)
+    active_from = ma.fields.AwareDateTime(allow_none=True)
+    active_until = ma.fields.AwareDateTime(allow_none=True)
+    stock = ma.fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=0, max=10**9)
+    )
+    per_member_limit = ma.fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=1, max=10**6)
     )
 
 
-class RewardCreateSchema(Schema):
+class RewardCreateSchema(_RewardFields):
     name = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = ma.fields.String(required=True, validate=validate.OneOf(REWARD_KINDS))
-    value = _value()
-    sku = Str(64, allow_none=True)
     points_cost = ma.fields.Integer(
         strict=True, required=True, validate=validate.Range(min=1, max=10**9)
     )
-    active_from = ma.fields.AwareDateTime(allow_none=True)
-    active_until = ma.fields.AwareDateTime(allow_none=True)
-    stock = ma.fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=0, max=10**9)
-    )
-    per_member_limit = ma.fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=1, max=10**6)
-    )
 
 
-class RewardUpdateSchema(Schema):
+class RewardUpdateSchema(_RewardFields):
     name = ma.fields.String(validate=validate.Length(min=1, max=200))
     kind = ma.fields.String(validate=validate.OneOf(REWARD_KINDS))
-    value = _value()
-    sku = Str(64, allow_none=True)
     points_cost = ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=10**9))
     active = Bool()
-    active_from = ma.fields.AwareDateTime(allow_none=True)
-    active_until = ma.fields.AwareDateTime(allow_none=True)
-    stock = ma.fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=0, max=10**9)
-    )
-    per_member_limit = ma.fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=1, max=10**6)
-    )
 
 
 class CatalogueArgs(Schema):
