@@ -110,3 +110,38 @@ def test_concurrent_confirm_and_cancel_of_one_reservation_settle_it_once(
     else:
         assert final == "released" and bal == {"points": 100, "held": 0, "available": 100}
     verify_ledger(runner)
+
+
+def test_a_per_member_limit_holds_under_concurrent_reservations(
+    app, client, runner, pos, admin
+) -> None:
+    m = client.post("/api/v1/members", json={}, headers=pos).json
+    client.post(
+        f"/api/v1/members/{m['id']}/adjustments",
+        json={"points": 1000, "reason": "seed"},
+        headers=admin,
+    )
+    r = client.post(
+        "/api/v1/rewards",
+        json={
+            "name": "Once",
+            "kind": "free_item",
+            "sku": "ONCE",
+            "points_cost": 10,
+            "per_member_limit": 1,
+        },
+        headers=admin,
+    ).json
+    results = run_parallel(
+        app,
+        10,
+        lambda c, i: c.post(
+            "/api/v1/redemptions", json={"member_id": m["id"], "reward_id": r["id"]}, headers=pos
+        ),
+        workers=10,
+    )
+    codes = sorted(x.status_code for x in results)
+    assert codes == [201] + [422] * 9, codes
+    assert {x.json["code"] for x in results if x.status_code == 422} == {"reward_limit_reached"}
+    assert client.get(f"/api/v1/members/{m['id']}", headers=pos).json["balance"]["held"] == 10
+    verify_ledger(runner)
