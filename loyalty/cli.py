@@ -164,6 +164,30 @@ def release_expired() -> None:
     click.echo(f"Released {total} expired reservations.")
 
 
+@loyalty_cli.command("win-back")
+@click.option("--inactive-days", type=click.IntRange(1, 3650), required=True)
+@click.option("--kind", type=click.Choice(["amount", "percent"]), required=True)
+@click.option("--value", type=click.IntRange(1, 10**12), required=True)
+@click.option("--valid-days", type=click.IntRange(1, 3650), required=True)
+@click.option("--min-spend", type=click.IntRange(0, 10**12), default=0)
+@click.option("--holdout-percent", type=click.IntRange(0, 100), default=0)
+@click.option("--campaign", default=None, help="Default: win_back:<date>")
+@click.option("--dry-run", is_flag=True, help="Count only")
+def win_back(**options: Any) -> None:
+    """Issue win_back vouchers to members with no purchase for INACTIVE_DAYS."""
+    from loyalty.domain import vouchers
+
+    if options["kind"] == "percent" and options["value"] > 100:
+        raise click.BadParameter("a percentage is at most 100", param_hint="--value")
+    result = vouchers.win_back(db.session(), options, actor=Actor.cli())
+    db.session.commit()
+    verb = "would issue" if result.dry_run else "issued"
+    click.echo(
+        f"{result.campaign}: {result.eligible} eligible, {verb} {result.issued}, "
+        f"{result.holdout} in the holdout."
+    )
+
+
 @loyalty_cli.command("verify-ledger")
 def verify_ledger() -> None:
     """Prove the books balance: balances = sums of entries, balance_after chains, no purchase

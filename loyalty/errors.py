@@ -138,6 +138,30 @@ class RewardLimitReached(DomainError):
     code, title = "reward_limit_reached", "The member has redeemed this reward as often as allowed"
 
 
+class VoucherExpired(DomainError):
+    code, title = "voucher_expired", "The voucher has expired"
+
+
+class VoucherNotYetValid(DomainError):
+    code, title = "voucher_not_yet_valid", "The voucher is not valid yet"
+
+
+class VoucherUsed(DomainError):
+    code, title = "voucher_used", "The voucher was used already"
+
+
+class VoucherVoid(DomainError):
+    code, title = "voucher_void", "The voucher was voided"
+
+
+class BelowMinSpend(DomainError):
+    code, title = "below_min_spend", "The amount is below the voucher's minimum spend"
+
+
+class VoucherWrongMember(DomainError):
+    code, title = "voucher_wrong_member", "The voucher belongs to another member"
+
+
 class MemberMismatch(DomainError):
     code, title = "member_mismatch", "card_number and member_id name different members"
 

@@ -697,6 +697,96 @@ pm.test("released", () => pm.expect(pm.response.json().status).to.eql("released"
         raw='{"card_number": "{{card_number}}", "reward_id": {{dear_reward}}}',
         tests=status(422) + code("insufficient_points"),
     ),
+    # ---------------------------------------------------------------- vouchers
+    request(
+        "goodwill voucher (admin)",
+        "POST",
+        "/api/v1/members/{{member_id}}/vouchers",
+        key="admin_key",
+        body={
+            "kind": "amount",
+            "value": 500,
+            "valid_days": 30,
+            "reason": "late delivery",
+            "min_spend": 1000,
+        },
+        tests=status(201)
+        + """
+const v = pm.response.json();
+pm.test("a readable code", () => pm.expect(v.code).to.match(/^[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{2}$/));
+pm.test("goodwill, active", () => { pm.expect(v.kind).to.eql("goodwill"); pm.expect(v.status).to.eql("active"); });
+pm.collectionVariables.set("voucher_code", v.code);""",
+    ),
+    request(
+        "member's vouchers",
+        "GET",
+        "/api/v1/members/{{member_id}}/vouchers",
+        tests=status(200)
+        + """
+pm.test("listed", () => pm.expect(pm.response.json().map(v => v.code)).to.include(pm.collectionVariables.get("voucher_code")));""",
+    ),
+    request(
+        "does it apply to this basket (checkout)",
+        "GET",
+        "/api/v1/vouchers/{{voucher_code}}?amount=2500",
+        key="webshop_key",
+        tests=status(200)
+        + """
+pm.test("applies: 5.00 off", () => {
+  pm.expect(pm.response.json().applicable).to.eql(true);
+  pm.expect(pm.response.json().discount).to.eql(500);
+});""",
+    ),
+    request(
+        "redeem below the minimum spend → 422",
+        "POST",
+        "/api/v1/vouchers/{{voucher_code}}/redeem",
+        key="webshop_key",
+        body={"order_ref": "web-{{run}}", "amount": 999, "currency": "{{currency}}"},
+        tests=status(422) + PROBLEM + code("below_min_spend"),
+    ),
+    request(
+        "redeem (webshop)",
+        "POST",
+        "/api/v1/vouchers/{{voucher_code}}/redeem",
+        key="webshop_key",
+        body={"order_ref": "web-{{run}}", "amount": 2500, "currency": "{{currency}}"},
+        tests=status(200)
+        + """
+pm.test("the discount", () => { pm.expect(pm.response.json().discount).to.eql(500); pm.expect(pm.response.json().amount_after).to.eql(2000); });""",
+    ),
+    request(
+        "redeem again → 422",
+        "POST",
+        "/api/v1/vouchers/{{voucher_code}}/redeem",
+        key="webshop_key",
+        body={"order_ref": "web-{{run}}-2", "amount": 2500, "currency": "{{currency}}"},
+        tests=status(422) + code("voucher_used"),
+    ),
+    request(
+        "unknown voucher → 404",
+        "GET",
+        "/api/v1/vouchers/ABCD-EFGH-JK",
+        tests=status(404) + code("not_found"),
+    ),
+    request(
+        "win-back dry run (admin)",
+        "POST",
+        "/api/v1/campaigns/win-back",
+        key="admin_key",
+        body={
+            "inactive_days": 90,
+            "kind": "percent",
+            "value": 10,
+            "valid_days": 30,
+            "holdout_percent": 20,
+            "dry_run": True,
+        },
+        tests=status(200)
+        + """
+const r = pm.response.json();
+pm.test("counts only", () => { pm.expect(r.dry_run).to.eql(true); pm.expect(r.issued + r.holdout).to.eql(r.eligible); });""",
+    ),
     request(
         "unknown member → 404",
         "GET",

@@ -186,6 +186,9 @@ def enrol(
     session.add(member)
     _new_card(session, member, data.get("card_number"), settings)
     session.flush()
+    from loyalty.domain.vouchers import welcome
+
+    welcome(session, member.id, actor=actor)
     return member
 
 

@@ -58,7 +58,13 @@ class Receipt:
 
 _PURCHASES = cast(Table, Purchase.__table__)
 _INSERT_LINES = insert(cast(Table, PurchaseLine.__table__))
-_RATES = (Program.currency, Program.currency_exponent, Program.points_per_unit, Program.rounding)
+_RATES = (
+    Program.currency,
+    Program.currency_exponent,
+    Program.points_per_unit,
+    Program.rounding,
+    Program.come_back_policy,
+)
 # The programme's rates and the card in one round trip (the programme is always row 1).
 _BY_CARD = (
     select(Card.member_id, Card.status, *_RATES)
@@ -206,6 +212,14 @@ def record_purchase(
             now=now,
         )
         balance = {"points": points, "held": held, "available": points - held}
+    issued = []
+    if rates.come_back_policy:
+        from loyalty.domain.vouchers import come_back
+
+        voucher = come_back(
+            session, member_id, purchase_id, data["amount"], rates.come_back_policy, actor=actor
+        )
+        issued = [voucher] if voucher is not None else []
     receipt = Receipt(
         id=purchase_id,
         external_id=data["external_id"],
@@ -216,8 +230,22 @@ def record_purchase(
         store_id=data.get("store_id"),
         points_earned=earned,
         balance=balance or _balance(conn, member_id),
+        vouchers_issued=[_voucher_line(v) for v in issued],
     )
     return receipt, True
+
+
+def _voucher_line(voucher: Any) -> dict[str, Any]:
+    return {
+        "code": voucher.display_code,
+        "kind": voucher.kind,
+        "discount_type": voucher.discount_type,
+        "value": voucher.value,
+        "currency": voucher.currency,
+        "min_spend": voucher.min_spend,
+        "valid_from": voucher.valid_from.isoformat(),
+        "valid_until": voucher.valid_until.isoformat(),
+    }
 
 
 def _existing_receipt(conn: Connection, external_id: str, member_id: int, actor: Actor) -> Receipt:

@@ -6,12 +6,22 @@ from loyalty.models.members import Card, Member
 from loyalty.models.program import Program
 from loyalty.models.purchases import Purchase, PurchaseLine, Return
 from loyalty.models.rewards import REDEMPTION_STATUSES, REWARD_KINDS, Redemption, Reward
+from loyalty.models.vouchers import (
+    DISCOUNT_TYPES,
+    VOUCHER_KINDS,
+    VOUCHER_STATUSES,
+    Voucher,
+    VoucherHoldout,
+)
 
 __all__ = [
+    "DISCOUNT_TYPES",
     "ENTRY_KINDS",
     "REDEMPTION_STATUSES",
     "REWARD_KINDS",
     "SCOPES",
+    "VOUCHER_KINDS",
+    "VOUCHER_STATUSES",
     "ApiClient",
     "AuditEntry",
     "Card",
@@ -24,4 +34,6 @@ __all__ = [
     "Redemption",
     "Return",
     "Reward",
+    "Voucher",
+    "VoucherHoldout",
 ]

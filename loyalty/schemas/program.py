@@ -35,6 +35,40 @@ def _iso_4217(code: str) -> None:
         raise ma.ValidationError(exc.detail) from None
 
 
+class VoucherPolicySchema(Schema):
+    kind = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(["amount", "percent"]),
+        metadata={"description": "amount: value in minor units; percent: 1-100"},
+    )
+    value = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=10**12)
+    )
+    valid_days = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=3650)
+    )
+    min_spend = ma.fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(min=0, max=10**12)
+    )
+
+    @ma.validates_schema
+    def _percent_at_most_100(self, data: dict, **_kwargs: object) -> None:
+        if data.get("kind") == "percent" and data.get("value", 0) > 100:
+            raise ma.ValidationError("A percentage is at most 100.", "value")
+
+
+class ComeBackPolicySchema(VoucherPolicySchema):
+    min_purchase = ma.fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(min=0, max=10**12)
+    )
+    holdout_percent = ma.fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=0, max=100),
+        metadata={"description": "Share of eligible members left without a voucher (control)"},
+    )
+
+
 class ProgramUpdateSchema(Schema):
     """The fields given replace the current ones; the others stay."""
 
@@ -50,4 +84,10 @@ class ProgramUpdateSchema(Schema):
     )
     reservation_minutes = ma.fields.Integer(
         strict=True, validate=validate.Range(min=1, max=7 * 24 * 60)
+    )
+    welcome_policy = ma.fields.Nested(
+        VoucherPolicySchema, allow_none=True, metadata={"description": "null turns it off"}
+    )
+    come_back_policy = ma.fields.Nested(
+        ComeBackPolicySchema, allow_none=True, metadata={"description": "null turns it off"}
     )

@@ -1,0 +1,371 @@
+"""Vouchers (return credit): codes, issuing by policy or by staff, checking and using them.
+
+Codes are 10 characters from an alphabet without look-alikes (no 0/O, 1/I/L), from `secrets`,
+shown as ABCD-EFGH-JK and read case-insensitively with or without dashes. Discounts are
+integers: a percentage rounds down to the minor unit; an amount off never exceeds the basket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from loyalty.domain import audit
+from loyalty.domain.context import Actor
+from loyalty.domain.program import check_currency, get_program
+from loyalty.errors import (
+    BelowMinSpend,
+    NotFound,
+    VoucherExpired,
+    VoucherNotYetValid,
+    VoucherUsed,
+    VoucherVoid,
+    VoucherWrongMember,
+)
+from loyalty.models import Member, Purchase, Voucher, VoucherHoldout
+from loyalty.models.types import utcnow
+
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10
+
+
+def generate_code() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(raw: str) -> str | None:
+    """The stored form of a typed code, or None when it cannot be one of ours."""
+    code = "".join(raw.split()).replace("-", "").upper()
+    if len(code) != CODE_LENGTH or any(ch not in ALPHABET for ch in code):
+        return None
+    return code
+
+
+def discount_for(voucher: Voucher, amount: int) -> int:
+    """What the voucher takes off a basket of `amount` minor units."""
+    if voucher.discount_type == "percent":
+        return amount * voucher.value // 100
+    return min(voucher.value, amount)
+
+
+def in_holdout(member_id: int, campaign: str, holdout_percent: int) -> bool:
+    """Deterministic by member and campaign: the same member is always in or out of a campaign's
+    holdout, and about `holdout_percent` % of members are in."""
+    if holdout_percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{campaign}:{member_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < holdout_percent
+
+
+def start_of_next_day(now: datetime) -> datetime:
+    return datetime.combine(now.date() + timedelta(days=1), time(), tzinfo=now.tzinfo)
+
+
+def get_voucher(session: Session, raw_code: str, *, for_update: bool = False) -> Voucher:
+    """Raises NotFound (also for text that cannot be a code)."""
+    code = normalise_code(raw_code)
+    voucher = None
+    if code is not None:
+        query = select(Voucher).where(Voucher.code == code)
+        voucher = session.scalar(query.with_for_update() if for_update else query)
+    if voucher is None:
+        raise NotFound("No such voucher.", field="code")
+    return voucher
+
+
+def issue(
+    session: Session,
+    member_id: int,
+    *,
+    kind: str,
+    discount_type: str,
+    value: int,
+    valid_from: datetime,
+    valid_days: int,
+    min_spend: int = 0,
+    reason: str | None = None,
+    campaign: str | None = None,
+    source_purchase_id: int | None = None,
+    actor: Actor,
+) -> Voucher:
+    """A new voucher for the member in the programme's currency."""
+    currency = get_program(session).currency
+    while True:
+        code = generate_code()
+        if session.scalar(select(Voucher.id).where(Voucher.code == code)) is None:
+            break
+    voucher = Voucher(
+        code=code,
+        member_id=member_id,
+        kind=kind,
+        discount_type=discount_type,
+        value=value,
+        currency=currency,
+        min_spend=min_spend,
+        valid_from=valid_from,
+        valid_until=valid_from + timedelta(days=valid_days),
+        status="active",
+        reason=reason,
+        campaign=campaign,
+        source_purchase_id=source_purchase_id,
+        api_client_id=actor.client_id,
+    )
+    session.add(voucher)
+    session.flush()
+    return voucher
+
+
+def check(
+    voucher: Voucher,
+    amount: int,
+    *,
+    member_id: int | None = None,
+    now: datetime | None = None,
+) -> int:
+    """The discount the voucher gives on `amount`, or why it does not apply.
+
+    Raises VoucherUsed, VoucherVoid, VoucherNotYetValid, VoucherExpired, VoucherWrongMember,
+    BelowMinSpend.
+    """
+    now = now or utcnow()
+    if voucher.status == "used":
+        raise VoucherUsed(field="code")
+    if voucher.status == "void":
+        raise VoucherVoid(field="code")
+    if now < voucher.valid_from:
+        raise VoucherNotYetValid(f"Valid from {voucher.valid_from.isoformat()}.", field="code")
+    if now >= voucher.valid_until:
+        raise VoucherExpired(f"Expired at {voucher.valid_until.isoformat()}.", field="code")
+    if member_id is not None and member_id != voucher.member_id:
+        raise VoucherWrongMember(field="code")
+    if amount < voucher.min_spend:
+        raise BelowMinSpend(
+            f"Spend at least {voucher.min_spend} (minor units) to use this voucher.",
+            field="amount",
+        )
+    return discount_for(voucher, amount)
+
+
+def redeem(
+    session: Session,
+    raw_code: str,
+    data: dict[str, Any],
+    *,
+    actor: Actor,
+    purchase_id: int | None = None,
+) -> tuple[Voucher, int]:
+    """Use the voucher once: (voucher, discount). Of concurrent redeems exactly one wins (a
+    conditional UPDATE); the others get VoucherUsed. Raises what `check` raises, NotFound,
+    CurrencyMismatch."""
+    voucher = get_voucher(session, raw_code)
+    check_currency(get_program(session), data["currency"])
+    discount = check(voucher, data["amount"], member_id=data.get("member_id"))
+    used = session.execute(
+        update(Voucher)
+        .where(Voucher.id == voucher.id, Voucher.status == "active")
+        .values(
+            status="used",
+            used_at=utcnow(),
+            used_order_ref=data.get("order_ref"),
+            used_purchase_id=purchase_id,
+            discount_given=discount,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        raise VoucherUsed(field="code")
+    session.refresh(voucher)
+    return voucher, discount
+
+
+def list_for_member(
+    session: Session, member_id: int, *, offset: int, limit: int
+) -> tuple[list[Voucher], int]:
+    where = Voucher.member_id == member_id
+    total = session.scalar(select(func.count()).select_from(Voucher).where(where)) or 0
+    items = session.scalars(
+        select(Voucher).where(where).order_by(Voucher.id.desc()).offset(offset).limit(limit)
+    ).all()
+    return list(items), total
+
+
+def goodwill(session: Session, member_id: int, data: dict[str, Any], *, actor: Actor) -> Voucher:
+    """Staff issue a voucher after a complaint, valid from now; audit-logged with the reason."""
+    voucher = issue(
+        session,
+        member_id,
+        kind="goodwill",
+        discount_type=data["kind"],
+        value=data["value"],
+        valid_from=utcnow(),
+        valid_days=data["valid_days"],
+        min_spend=data.get("min_spend") or 0,
+        reason=data["reason"],
+        actor=actor,
+    )
+    audit.record(
+        session,
+        actor,
+        "voucher.goodwill",
+        "member",
+        member_id,
+        {"code": voucher.display_code, "reason": data["reason"]},
+    )
+    return voucher
+
+
+# policies ---------------------------------------------------------------------------------------
+def welcome(session: Session, member_id: int, *, actor: Actor) -> Voucher | None:
+    """The programme's welcome voucher, valid from enrolment, if the policy is on."""
+    policy = get_program(session).welcome_policy
+    if not policy:
+        return None
+    return issue(
+        session,
+        member_id,
+        kind="welcome",
+        discount_type=policy["kind"],
+        value=policy["value"],
+        valid_from=utcnow(),
+        valid_days=policy["valid_days"],
+        min_spend=policy.get("min_spend", 0),
+        campaign="welcome",
+        actor=actor,
+    )
+
+
+def come_back(
+    session: Session,
+    member_id: int,
+    purchase_id: int,
+    amount: int,
+    policy: dict[str, Any] | None,
+    *,
+    actor: Actor,
+) -> Voucher | None:
+    """After a qualifying purchase: a voucher valid from the next day, or a holdout record."""
+    if not policy or amount < policy.get("min_purchase", 0):
+        return None
+    now = utcnow()
+    valid_from = start_of_next_day(now)
+    holdout = policy.get("holdout_percent", 0)
+    if in_holdout(member_id, "come_back", holdout):
+        session.add(
+            VoucherHoldout(
+                member_id=member_id,
+                kind="come_back",
+                campaign="come_back",
+                valid_from=valid_from,
+                valid_until=valid_from + timedelta(days=policy["valid_days"]),
+                source_purchase_id=purchase_id,
+                holdout_percent=holdout,
+            )
+        )
+        return None
+    return issue(
+        session,
+        member_id,
+        kind="come_back",
+        discount_type=policy["kind"],
+        value=policy["value"],
+        valid_from=valid_from,
+        valid_days=policy["valid_days"],
+        min_spend=policy.get("min_spend", 0),
+        campaign="come_back",
+        source_purchase_id=purchase_id,
+        actor=actor,
+    )
+
+
+@dataclass
+class WinBackResult:
+    campaign: str
+    dry_run: bool
+    eligible: int
+    issued: int
+    holdout: int
+
+
+def win_back(session: Session, data: dict[str, Any], *, actor: Actor) -> WinBackResult:
+    """A `win_back` voucher for each member whose last purchase is more than `inactive_days`
+    ago, who holds no open win-back voucher and is not held out of this campaign already;
+    `holdout_percent` of them (deterministic by member and campaign) are recorded as holdout
+    instead. `dry_run` only counts."""
+    now = utcnow()
+    cutoff = now - timedelta(days=data["inactive_days"])
+    campaign = data.get("campaign") or f"win_back:{now.date().isoformat()}"
+    last = (
+        select(Purchase.member_id, func.max(Purchase.occurred_at).label("last"))
+        .group_by(Purchase.member_id)
+        .subquery()
+    )
+    open_voucher = exists().where(
+        and_(
+            Voucher.member_id == last.c.member_id,
+            Voucher.kind == "win_back",
+            Voucher.status == "active",
+            Voucher.valid_until > now,
+        )
+    )
+    already_held_out = exists().where(
+        and_(VoucherHoldout.member_id == last.c.member_id, VoucherHoldout.campaign == campaign)
+    )
+    member_ids = session.scalars(
+        select(last.c.member_id)
+        .join(Member, Member.id == last.c.member_id)
+        .where(last.c.last < cutoff, Member.erased_at.is_(None), ~open_voucher, ~already_held_out)
+        .order_by(last.c.member_id)
+    ).all()
+    holdout_percent = data.get("holdout_percent") or 0
+    held_out = [m for m in member_ids if in_holdout(m, campaign, holdout_percent)]
+    result = WinBackResult(
+        campaign=campaign,
+        dry_run=bool(data.get("dry_run")),
+        eligible=len(member_ids),
+        issued=len(member_ids) - len(held_out),
+        holdout=len(held_out),
+    )
+    if result.dry_run:
+        return result
+    held = set(held_out)
+    for member_id in member_ids:
+        if member_id in held:
+            session.add(
+                VoucherHoldout(
+                    member_id=member_id,
+                    kind="win_back",
+                    campaign=campaign,
+                    valid_from=now,
+                    valid_until=now + timedelta(days=data["valid_days"]),
+                    holdout_percent=holdout_percent,
+                )
+            )
+        else:
+            issue(
+                session,
+                member_id,
+                kind="win_back",
+                discount_type=data["kind"],
+                value=data["value"],
+                valid_from=now,
+                valid_days=data["valid_days"],
+                min_spend=data.get("min_spend") or 0,
+                campaign=campaign,
+                actor=actor,
+            )
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "campaign.win_back",
+        "campaign",
+        campaign,
+        {"eligible": result.eligible, "issued": result.issued, "holdout": result.holdout},
+    )
+    return result

@@ -1,0 +1,116 @@
+"""Vouchers and the win-back campaign."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import validate
+
+from loyalty.models import DISCOUNT_TYPES, VOUCHER_KINDS
+from loyalty.schemas.common import MAX_AMOUNT, Bool, CardNumber, Id, Schema, Str
+
+
+class RefusalSchema(Schema):
+    code = ma.fields.String(required=True)
+    detail = ma.fields.String(required=True)
+
+
+class VoucherSchema(Schema):
+    code = ma.fields.String(
+        required=True, attribute="display_code", metadata={"example": "ABCD-EFGH-JK"}
+    )
+    kind = ma.fields.String(
+        required=True, metadata={"enum": list(VOUCHER_KINDS), "description": "Why it was issued"}
+    )
+    discount_type = ma.fields.String(required=True, metadata={"enum": list(DISCOUNT_TYPES)})
+    value = ma.fields.Integer(required=True, metadata={"description": "Minor units, or percent"})
+    currency = ma.fields.String(required=True)
+    min_spend = ma.fields.Integer(required=True)
+    valid_from = ma.fields.AwareDateTime(required=True)
+    valid_until = ma.fields.AwareDateTime(required=True)
+    status = ma.fields.String(
+        required=True, attribute="state", metadata={"enum": ["active", "used", "void", "expired"]}
+    )
+    member_id = ma.fields.Integer(required=True)
+    reason = ma.fields.String(allow_none=True, required=True)
+    used_at = ma.fields.AwareDateTime(allow_none=True, required=True)
+    discount_given = ma.fields.Integer(allow_none=True, required=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+
+
+class VoucherCheckSchema(VoucherSchema):
+    applicable = ma.fields.Boolean(allow_none=True, metadata={"description": "With ?amount="})
+    discount = ma.fields.Integer(
+        allow_none=True, metadata={"description": "With ?amount=: what it takes off"}
+    )
+    refusal = ma.fields.Nested(RefusalSchema, allow_none=True)
+
+
+class VoucherCheckArgs(Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    amount = ma.fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT))
+    member_id = Id()
+
+
+class VoucherRedeemSchema(Schema):
+    order_ref = ma.fields.String(required=True, validate=validate.Length(min=1, max=255))
+    amount = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=0, max=MAX_AMOUNT)
+    )
+    currency = ma.fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+    card_number = CardNumber()
+    member_id = Id()
+
+
+class VoucherRedeemResultSchema(Schema):
+    code = ma.fields.String(required=True)
+    discount = ma.fields.Integer(required=True)
+    amount_after = ma.fields.Integer(required=True)
+    voucher = ma.fields.Nested(VoucherSchema, required=True)
+
+
+class GoodwillSchema(Schema):
+    kind = ma.fields.String(
+        required=True,
+        validate=validate.OneOf(DISCOUNT_TYPES),
+        metadata={"description": "amount or percent"},
+    )
+    value = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=MAX_AMOUNT)
+    )
+    valid_days = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=3650)
+    )
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+    min_spend = ma.fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(min=0, max=MAX_AMOUNT)
+    )
+
+    @ma.validates_schema
+    def _percent_at_most_100(self, data: dict, **_kwargs: object) -> None:
+        if data.get("kind") == "percent" and data.get("value", 0) > 100:
+            raise ma.ValidationError("A percentage is at most 100.", "value")
+
+
+class WinBackSchema(GoodwillSchema):
+    reason = Str(500, allow_none=True)
+    inactive_days = ma.fields.Integer(
+        strict=True, required=True, validate=validate.Range(min=1, max=3650)
+    )
+    holdout_percent = ma.fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(min=0, max=100)
+    )
+    campaign = ma.fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Default: win_back:<date>"},
+    )
+    dry_run = Bool(load_default=False)
+
+
+class WinBackResultSchema(Schema):
+    campaign = ma.fields.String(required=True)
+    dry_run = ma.fields.Boolean(required=True)
+    eligible = ma.fields.Integer(required=True)
+    issued = ma.fields.Integer(required=True)
+    holdout = ma.fields.Integer(required=True)
