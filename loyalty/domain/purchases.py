@@ -54,6 +54,7 @@ class Receipt:
     points_earned: int
     balance: dict[str, int]
     vouchers_issued: list[dict[str, Any]] = field(default_factory=list)
+    vouchers_redeemed: list[dict[str, Any]] = field(default_factory=list)
 
 
 _PURCHASES = cast(Table, Purchase.__table__)
@@ -155,8 +156,11 @@ def record_purchase(
     ON CONFLICT DO NOTHING (a concurrent or repeated post of the same `external_id` by the same
     client waits on the unique index, then gets the first purchase, created = False, and earns
     nothing); the points credited by ledger.credit (UPDATE … RETURNING + one entry).
+    `voucher_codes` are redeemed in the same transaction: one refused (used, expired, another
+    member's, below its minimum spend, which is checked against the amount paid) refuses the
+    whole purchase.
     Raises CurrencyMismatch, InvalidCardNumber, NotFound, CardBlocked, MemberMismatch,
-    ValidationFailed, ExternalIdConflict.
+    ValidationFailed, ExternalIdConflict, and the voucher refusals.
     """
     assert actor.client_id is not None, "purchases are posted by an API client"
     conn = session.connection()
@@ -191,6 +195,24 @@ def record_purchase(
     ).scalar()
     if purchase_id is None:
         return _existing_receipt(conn, data["external_id"], member_id, actor), False
+    used = []
+    if data.get("voucher_codes"):
+        from loyalty.domain import vouchers
+
+        for code in data["voucher_codes"]:
+            voucher, discount = vouchers.redeem(
+                session,
+                code,
+                {
+                    "order_ref": data["external_id"],
+                    "amount": data["amount"],
+                    "currency": data["currency"],
+                    "member_id": member_id,
+                },
+                actor=actor,
+                purchase_id=purchase_id,
+            )
+            used.append({"code": voucher.display_code, "discount": discount})
     if lines:
         conn.execute(
             _INSERT_LINES,
@@ -216,10 +238,10 @@ def record_purchase(
     if rates.come_back_policy:
         from loyalty.domain.vouchers import come_back
 
-        voucher = come_back(
+        new = come_back(
             session, member_id, purchase_id, data["amount"], rates.come_back_policy, actor=actor
         )
-        issued = [voucher] if voucher is not None else []
+        issued = [new] if new is not None else []
     receipt = Receipt(
         id=purchase_id,
         external_id=data["external_id"],
@@ -231,6 +253,7 @@ def record_purchase(
         points_earned=earned,
         balance=balance or _balance(conn, member_id),
         vouchers_issued=[_voucher_line(v) for v in issued],
+        vouchers_redeemed=used,
     )
     return receipt, True
 

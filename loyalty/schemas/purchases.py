@@ -54,6 +54,16 @@ class PurchaseCreateSchema(MemberRefMixin):
     occurred_at = ma.fields.AwareDateTime(metadata={"description": "Default: now"})
     store_id = Str(100, allow_none=True)
     lines = ma.fields.List(ma.fields.Nested(LineSchema), validate=validate.Length(max=MAX_LINES))
+    voucher_codes = ma.fields.List(
+        Str(40),
+        validate=validate.Length(max=10),
+        metadata={"description": "Vouchers used on this sale: redeemed with it, or it is refused"},
+    )
+
+
+class VoucherUseSchema(Schema):
+    code = ma.fields.String(required=True)
+    discount = ma.fields.Integer(required=True)
 
 
 class PurchaseResultSchema(Schema):
@@ -67,6 +77,7 @@ class PurchaseResultSchema(Schema):
     points_earned = ma.fields.Integer(required=True)
     balance = ma.fields.Nested(BalanceSchema, required=True)
     vouchers_issued = ma.fields.List(ma.fields.Dict(), required=True)
+    vouchers_redeemed = ma.fields.List(ma.fields.Nested(VoucherUseSchema))
 
 
 class LineOutSchema(LineSchema):

@@ -297,3 +297,37 @@ def test_win_back_from_the_command_line(app, client, runner, pos) -> None:
         ]
     )
     assert "issued 3" in out.output
+
+
+def test_a_purchase_with_voucher_codes_redeems_them_in_its_transaction(
+    app, client, admin, pos, member
+) -> None:
+    code = goodwill(client, admin, member, value=300)["code"]
+    sale = {"member_id": member["id"], "currency": "EUR", "amount": 2000}
+    r = client.post(
+        "/api/v1/purchases",
+        json={**sale, "external_id": "p-1", "voucher_codes": [code.lower()]},
+        headers=pos,
+    )
+    assert r.status_code == 201 and r.json["vouchers_redeemed"] == [{"code": code, "discount": 300}]
+    assert client.get(f"/api/v1/vouchers/{code}", headers=pos).json["status"] == "used"
+    # the voucher again: the whole purchase is refused, nothing is written
+    r = client.post(
+        "/api/v1/purchases",
+        json={**sale, "external_id": "p-2", "voucher_codes": [code]},
+        headers=pos,
+    )
+    assert (r.status_code, r.json["code"]) == (422, "voucher_used")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Purchase)) == 1
+    other = client.post("/api/v1/members", json={}, headers=pos).json
+    theirs = goodwill(client, admin, other)["code"]
+    r = client.post(
+        "/api/v1/purchases",
+        json={**sale, "external_id": "p-3", "voucher_codes": [theirs]},
+        headers=pos,
+    )
+    assert r.json["code"] == "voucher_wrong_member"
+    assert (
+        client.get(f"/api/v1/members/{member['id']}", headers=pos).json["balance"]["points"] == 20
+    )
