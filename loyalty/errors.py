@@ -77,6 +77,10 @@ class CardAlreadyBlocked(Conflict):
     code, title = "card_already_blocked", "This card is already blocked"
 
 
+class CurrencyLocked(Conflict):
+    code, title = "currency_locked", "The currency cannot change once amounts are recorded in it"
+
+
 class MemberErased(Conflict):
     code, title = "member_erased", "This member's personal data was erased"
 

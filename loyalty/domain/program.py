@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from loyalty.domain import audit
 from loyalty.domain.context import Actor
 from loyalty.domain.earning import Rates
-from loyalty.errors import CurrencyMismatch, ValidationFailed
+from loyalty.errors import CurrencyLocked, CurrencyMismatch, ValidationFailed
 from loyalty.models import Program
 
 DEFAULTS: dict[str, Any] = {
@@ -62,12 +62,28 @@ def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> P
     if "currency" in changes:
         changes["currency"] = changes["currency"].upper()
         changes["currency_exponent"] = currency_exponent(changes["currency"])
+        if changes["currency"] != program.currency and _amounts_recorded(session):
+            raise CurrencyLocked(
+                f"Purchases, vouchers or rewards are recorded in {program.currency}.",
+                field="currency",
+            )
     before = {k: getattr(program, k) for k in changes}
     for key, value in changes.items():
         setattr(program, key, value)
     session.flush()
     audit.record(session, actor, "program.update", "program", 1, {"before": before})
     return program
+
+
+def _amounts_recorded(session: Session) -> bool:
+    from sqlalchemy import select
+
+    from loyalty.models import Purchase, Reward, Voucher
+
+    return any(
+        session.scalar(select(model.id).limit(1)) is not None
+        for model in (Purchase, Voucher, Reward)
+    )
 
 
 def check_currency(program: Rates, currency: str) -> None:

@@ -43,3 +43,18 @@ def test_bad_programme_values_are_422(client, admin) -> None:
     ]:
         r = client.put("/api/v1/program", json=body, headers=admin)
         assert r.status_code == 422 and field in r.json["errors"], (body, r.json)
+
+
+def test_the_currency_is_locked_once_money_is_recorded_in_it(client, admin, pos) -> None:
+    assert client.put("/api/v1/program", json={"currency": "GBP"}, headers=admin).status_code == 200
+    m = client.post("/api/v1/members", json={}, headers=pos).json
+    sale = {"external_id": "s", "member_id": m["id"], "amount": 100, "currency": "GBP"}
+    assert client.post("/api/v1/purchases", json=sale, headers=pos).status_code == 201
+    r = client.put("/api/v1/program", json={"currency": "EUR"}, headers=admin)
+    assert (r.status_code, r.json["code"]) == (409, "currency_locked")
+    assert (
+        client.put(
+            "/api/v1/program", json={"currency": "gbp", "points_per_unit": 2}, headers=admin
+        ).status_code
+        == 200
+    )
