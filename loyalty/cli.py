@@ -188,6 +188,23 @@ def win_back(**options: Any) -> None:
     )
 
 
+@loyalty_cli.command("stripe-sync")
+def stripe_sync() -> None:
+    """Create Stripe coupons for vouchers not mirrored yet; delete those of used or expired ones."""
+    from loyalty.integrations import stripe as stripe_integration
+
+    config = stripe_integration.StripeConfig.from_mapping(current_app.config)
+    if not config.enabled:
+        raise click.ClickException("Stripe is off: set STRIPE_API_KEY")
+    counts = stripe_integration.sync(db.session(), config)
+    click.echo(
+        f"Stripe coupons: {counts['created']} created, {counts['deleted']} deleted, "
+        f"{counts['failed']} failed (left pending)."
+    )
+    if counts["failed"]:
+        raise SystemExit(1)
+
+
 @loyalty_cli.command("verify-ledger")
 def verify_ledger() -> None:
     """Prove the books balance: balances = sums of entries, balance_after chains, no purchase

@@ -57,3 +57,8 @@ class Config:
         self.LOYALTY_PHONE_REGION = os.environ.get("LOYALTY_PHONE_REGION") or None
         self.LOYALTY_IDEMPOTENCY_TTL_HOURS = _int("LOYALTY_IDEMPOTENCY_TTL_HOURS", 48)
         self.LOYALTY_API_KEY_CACHE_SECONDS = _int("LOYALTY_API_KEY_CACHE_SECONDS", 5)
+
+        # Stripe: off unless STRIPE_API_KEY is set; STRIPE_API_BASE points tests at localstripe.
+        self.STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY") or None
+        self.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET") or None
+        self.STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None

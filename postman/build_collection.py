@@ -787,6 +787,18 @@ pm.test("the discount", () => { pm.expect(pm.response.json().discount).to.eql(50
 const r = pm.response.json();
 pm.test("counts only", () => { pm.expect(r.dry_run).to.eql(true); pm.expect(r.issued + r.holdout).to.eql(r.eligible); });""",
     ),
+    # ---------------------------------------------------------------- Stripe
+    request(
+        "Stripe webhook with a forged signature → 400",
+        "POST",
+        "/api/v1/stripe/webhook",
+        key=None,
+        raw='{"id": "evt_forged", "type": "payment_intent.succeeded", "data": {"object": {}}}',
+        headers={
+            "Stripe-Signature": "t=1700000000,v1=0000000000000000000000000000000000000000000000000000000000000000"
+        },
+        tests=status(400) + PROBLEM + code("invalid_signature"),
+    ),
     request(
         "unknown member → 404",
         "GET",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from functools import wraps
@@ -89,14 +90,33 @@ def unit_of_work() -> Iterator[Session]:
     try:
         yield session
         session.commit()
+        _after_commit(session)
     except IntegrityError as exc:
         session.rollback()
+        session.info.pop("stripe_sync", None)
         raise conflict_from_integrity_error(exc) from None
     except BaseException:
         session.rollback()
+        session.info.pop("stripe_sync", None)
         raise
     finally:
         write_transaction.reset(token)
+
+
+def _after_commit(session: Session) -> None:
+    """Side effects outside the database, once the transaction is safe: the Stripe mirror."""
+    ids = session.info.pop("stripe_sync", None)
+    if not ids:
+        return
+    from loyalty.integrations import stripe as stripe_integration
+
+    config = stripe_integration.StripeConfig.from_mapping(current_app.config)
+    if config.enabled:
+        try:
+            stripe_integration.sync(session, config, ids)
+        except Exception:  # never fail a committed request over the mirror
+            logging.getLogger(__name__).exception("stripe mirror failed; stripe-sync retries")
+            session.rollback()
 
 
 def transactional(idempotent: bool = False) -> Callable[[F], F]:

@@ -118,6 +118,7 @@ def issue(
     )
     session.add(voucher)
     session.flush()
+    session.info.setdefault("stripe_sync", set()).add(voucher.id)  # mirrored after the commit
     return voucher
 
 
@@ -181,6 +182,7 @@ def redeem(
     if used.rowcount != 1:  # type: ignore[attr-defined]
         raise VoucherUsed(field="code")
     session.refresh(voucher)
+    session.info.setdefault("stripe_sync", set()).add(voucher.id)  # coupon deleted after commit
     return voucher, discount
 
 

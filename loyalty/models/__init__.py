@@ -10,6 +10,7 @@ from loyalty.models.vouchers import (
     DISCOUNT_TYPES,
     VOUCHER_KINDS,
     VOUCHER_STATUSES,
+    StripeEvent,
     Voucher,
     VoucherHoldout,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Redemption",
     "Return",
     "Reward",
+    "StripeEvent",
     "Voucher",
     "VoucherHoldout",
 ]

@@ -23,6 +23,7 @@ class Voucher(Base):
         CheckConstraint(
             "kind IN ('come_back', 'welcome', 'win_back', 'goodwill')", name="kind_known"
         ),
+        Index("ix_vouchers_stripe_status", "stripe_status"),
         CheckConstraint("discount_type IN ('amount', 'percent')", name="discount_type_known"),
         CheckConstraint("status IN ('active', 'used', 'void')", name="status_known"),
         CheckConstraint(
@@ -56,6 +57,10 @@ class Voucher(Base):
     discount_given: Mapped[int | None] = mapped_column(BigInteger)
     api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The Stripe coupon mirror: NULL (Stripe off, or not tried yet), pending (to create, or a
+    #: failed try: see stripe_error), synced, deleted (after use, voiding or expiry).
+    stripe_status: Mapped[str | None] = mapped_column(String(10))
+    stripe_error: Mapped[str | None] = mapped_column(String(500))
 
     @property
     def state(self) -> str:
@@ -84,3 +89,14 @@ class VoucherHoldout(Base):
     source_purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
     holdout_percent: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event processed once (its id is the key)."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -35,6 +35,10 @@ class VoucherSchema(Schema):
     used_at = ma.fields.AwareDateTime(allow_none=True, required=True)
     discount_given = ma.fields.Integer(allow_none=True, required=True)
     created_at = ma.fields.AwareDateTime(required=True)
+    stripe_status = ma.fields.String(
+        allow_none=True,
+        metadata={"description": "Stripe coupon mirror: null (off), pending, synced, deleted"},
+    )
 
 
 class VoucherCheckSchema(VoucherSchema):
