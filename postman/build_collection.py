@@ -800,6 +800,23 @@ pm.test("counts only", () => { pm.expect(r.dry_run).to.eql(true); pm.expect(r.is
         tests=status(400) + PROBLEM + code("invalid_signature"),
     ),
     request(
+        "void a voucher (admin)",
+        "POST",
+        "/api/v1/members/{{member_id}}/vouchers",
+        key="admin_key",
+        body={"kind": "percent", "value": 10, "valid_days": 30, "reason": "issued by mistake"},
+        tests=status(201) + 'pm.collectionVariables.set("voucher_2", pm.response.json().code);',
+    ),
+    request(
+        "void it",
+        "POST",
+        "/api/v1/vouchers/{{voucher_2}}/void",
+        key="admin_key",
+        body={"reason": "issued by mistake"},
+        tests=status(200)
+        + 'pm.test("void", () => pm.expect(pm.response.json().status).to.eql("void"));',
+    ),
+    request(
         "unknown member → 404",
         "GET",
         "/api/v1/members/999999999",

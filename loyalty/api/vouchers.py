@@ -20,6 +20,7 @@ from loyalty.schemas.vouchers import (
     VoucherRedeemResultSchema,
     VoucherRedeemSchema,
     VoucherSchema,
+    VoucherVoidSchema,
     WinBackResultSchema,
     WinBackSchema,
 )
@@ -70,6 +71,17 @@ class VoucherRedeem(MethodView):
             "amount_after": data["amount"] - discount,
             "voucher": voucher,
         }
+
+
+@blp.route("/vouchers/<string:code>/void")
+class VoucherVoid(MethodView):
+    @auth.require("admin")
+    @transactional(idempotent=True)
+    @blp.arguments(VoucherVoidSchema())
+    @blp.response(200, VoucherSchema)
+    def post(self, data: dict[str, Any], code: str) -> Any:
+        """Withdraw an unused voucher (audit-logged with the reason)"""
+        return vouchers.void(db.session(), code, data["reason"], actor=actor())
 
 
 @blp.route("/members/<id:member_id>/vouchers")

@@ -186,6 +186,30 @@ def redeem(
     return voucher, discount
 
 
+def void(session: Session, raw_code: str, reason: str, *, actor: Actor) -> Voucher:
+    """Staff withdraw an unused voucher (its Stripe coupon is deleted after the commit).
+
+    Voiding a void one again answers with it. Raises NotFound, VoucherUsed.
+    """
+    voucher = get_voucher(session, raw_code, for_update=True)
+    if voucher.status == "used":
+        raise VoucherUsed("A used voucher cannot be voided.", field="code")
+    if voucher.status == "active":
+        voucher.status = "void"
+        voucher.reason = reason
+        session.flush()
+        session.info.setdefault("stripe_sync", set()).add(voucher.id)
+        audit.record(
+            session,
+            actor,
+            "voucher.void",
+            "member",
+            voucher.member_id,
+            {"code": voucher.display_code, "reason": reason},
+        )
+    return voucher
+
+
 def list_for_member(
     session: Session, member_id: int, *, offset: int, limit: int
 ) -> tuple[list[Voucher], int]:

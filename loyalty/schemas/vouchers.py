@@ -67,6 +67,10 @@ class VoucherRedeemSchema(Schema):
     member_id = Id()
 
 
+class VoucherVoidSchema(Schema):
+    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
 class VoucherRedeemResultSchema(Schema):
     code = ma.fields.String(required=True)
     discount = ma.fields.Integer(required=True)

@@ -256,3 +256,13 @@ def test_unknown_event_types_are_acknowledged(client, stripe_on) -> None:
 
 def test_without_stripe_configured_the_webhook_is_404(client) -> None:
     assert client.post("/api/v1/stripe/webhook", data=b"{}").status_code == 404
+
+
+def test_a_voided_voucher_loses_its_coupon(client, admin, member, stripe_on) -> None:
+    v = goodwill(client, admin, member)
+    assert stripe_on.v1.coupons.retrieve(v["code"]).amount_off == 500
+    client.post(
+        f"/api/v1/vouchers/{v['code']}/void", json={"reason": "issued twice"}, headers=admin
+    )
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_on.v1.coupons.retrieve(v["code"])

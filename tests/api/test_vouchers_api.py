@@ -331,3 +331,20 @@ def test_a_purchase_with_voucher_codes_redeems_them_in_its_transaction(
     assert (
         client.get(f"/api/v1/members/{member['id']}", headers=pos).json["balance"]["points"] == 20
     )
+
+
+def test_staff_void_an_unused_voucher(client, admin, pos, member) -> None:
+    code = goodwill(client, admin, member)["code"]
+    assert (
+        client.post(
+            f"/api/v1/vouchers/{code}/void", json={"reason": "issued twice"}, headers=pos
+        ).status_code
+        == 403
+    )
+    r = client.post(f"/api/v1/vouchers/{code}/void", json={"reason": "issued twice"}, headers=admin)
+    assert r.status_code == 200 and r.json["status"] == "void"
+    assert redeem(client, pos, code).json["code"] == "voucher_void"
+    used = goodwill(client, admin, member)["code"]
+    redeem(client, pos, used)
+    r = client.post(f"/api/v1/vouchers/{used}/void", json={"reason": "x"}, headers=admin)
+    assert (r.status_code, r.json["code"]) == (422, "voucher_used")
