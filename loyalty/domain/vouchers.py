@@ -122,6 +122,32 @@ def issue(
     return voucher
 
 
+def issue_on_terms(
+    session: Session,
+    member_id: int,
+    kind: str,
+    terms: dict[str, Any],
+    *,
+    valid_from: datetime,
+    actor: Actor,
+    **extra: Any,
+) -> Voucher:
+    """`issue` from a policy's or a request's terms: `kind` (amount | percent, as api.md
+    names it), `value`, `valid_days`, `min_spend`."""
+    return issue(
+        session,
+        member_id,
+        kind=kind,
+        discount_type=terms["kind"],
+        value=terms["value"],
+        valid_from=valid_from,
+        valid_days=terms["valid_days"],
+        min_spend=terms.get("min_spend") or 0,
+        actor=actor,
+        **extra,
+    )
+
+
 def check(
     voucher: Voucher,
     amount: int,
@@ -223,15 +249,12 @@ def list_for_member(
 
 def goodwill(session: Session, member_id: int, data: dict[str, Any], *, actor: Actor) -> Voucher:
     """Staff issue a voucher after a complaint, valid from now; audit-logged with the reason."""
-    voucher = issue(
+    voucher = issue_on_terms(
         session,
         member_id,
-        kind="goodwill",
-        discount_type=data["kind"],
-        value=data["value"],
+        "goodwill",
+        data,
         valid_from=utcnow(),
-        valid_days=data["valid_days"],
-        min_spend=data.get("min_spend") or 0,
         reason=data["reason"],
         actor=actor,
     )
@@ -252,15 +275,12 @@ def welcome(session: Session, member_id: int, *, actor: Actor) -> Voucher | None
     policy = get_program(session).welcome_policy
     if not policy:
         return None
-    return issue(
+    return issue_on_terms(
         session,
         member_id,
-        kind="welcome",
-        discount_type=policy["kind"],
-        value=policy["value"],
+        "welcome",
+        policy,
         valid_from=utcnow(),
-        valid_days=policy["valid_days"],
-        min_spend=policy.get("min_spend", 0),
         campaign="welcome",
         actor=actor,
     )
@@ -294,15 +314,12 @@ def come_back(
             )
         )
         return None
-    return issue(
+    return issue_on_terms(
         session,
         member_id,
-        kind="come_back",
-        discount_type=policy["kind"],
-        value=policy["value"],
+        "come_back",
+        policy,
         valid_from=valid_from,
-        valid_days=policy["valid_days"],
-        min_spend=policy.get("min_spend", 0),
         campaign="come_back",
         source_purchase_id=purchase_id,
         actor=actor,
@@ -373,15 +390,12 @@ def win_back(session: Session, data: dict[str, Any], *, actor: Actor) -> WinBack
                 )
             )
         else:
-            issue(
+            issue_on_terms(
                 session,
                 member_id,
-                kind="win_back",
-                discount_type=data["kind"],
-                value=data["value"],
+                "win_back",
+                data,
                 valid_from=now,
-                valid_days=data["valid_days"],
-                min_spend=data.get("min_spend") or 0,
                 campaign=campaign,
                 actor=actor,
             )
