@@ -15,6 +15,11 @@ pg_up() {
   fi
 }
 
+echo "== lint: ruff, ruff format, mypy =="
+$BIN/ruff check .
+$BIN/ruff format --check . >/dev/null
+$BIN/mypy loyalty
+
 echo "== pass 1/2: SQLite =="
 if pg_up; then
   LOYALTY_TEST_DB=sqlite $BIN/pytest -m "not e2e" "$@"
