@@ -816,6 +816,29 @@ pm.test("counts only", () => { pm.expect(r.dry_run).to.eql(true); pm.expect(r.is
         tests=status(200)
         + 'pm.test("void", () => pm.expect(pm.response.json().status).to.eql("void"));',
     ),
+    # ---------------------------------------------------------------- metrics
+    request(
+        "retention metrics (reports)",
+        "GET",
+        "/api/v1/metrics/retention?start=2026-01-01&end=2026-12-31",
+        key="reports_key",
+        tests=status(200)
+        + """
+const m = pm.response.json();
+pm.test("the figures of metrics.md", () => pm.expect(m).to.include.keys("customers_at_start", "active_customers",
+  "new_customers", "retained_customers", "lost_customers", "reactivated_customers", "purchases", "revenue",
+  "returned_amount", "repeat_customers", "one_time_customers", "retention_rate", "churn_rate",
+  "repeat_customer_rate", "purchase_frequency", "average_order_value", "customer_lifetime_value"));
+pm.test("reactivated = active - new - retained", () =>
+  pm.expect(m.reactivated_customers).to.eql(m.active_customers - m.new_customers - m.retained_customers));""",
+    ),
+    request(
+        "retention with end before start → 422",
+        "GET",
+        "/api/v1/metrics/retention?start=2026-02-01&end=2026-01-01",
+        key="reports_key",
+        tests=status(422) + code("validation_error"),
+    ),
     request(
         "unknown member → 404",
         "GET",

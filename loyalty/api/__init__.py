@@ -29,7 +29,16 @@ def actor() -> Actor:
 
 
 def register_blueprints(api: object) -> None:
-    from loyalty.api import cards, members, program, purchases, rewards, stripe_webhook, vouchers
+    from loyalty.api import (
+        cards,
+        members,
+        metrics,
+        program,
+        purchases,
+        rewards,
+        stripe_webhook,
+        vouchers,
+    )
 
-    for module in (members, cards, purchases, rewards, vouchers, program, stripe_webhook):
+    for module in (members, cards, purchases, rewards, vouchers, program, metrics, stripe_webhook):
         api.register_blueprint(module.blp, url_prefix="/api/v1")  # type: ignore[attr-defined]
