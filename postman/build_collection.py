@@ -840,6 +840,15 @@ pm.test("reactivated = active - new - retained", () =>
         tests=status(422) + code("validation_error"),
     ),
     request(
+        "cohort matrix (reports)",
+        "GET",
+        "/api/v1/metrics/cohorts?start=2026-01-01&end=2026-12-31",
+        key="reports_key",
+        tests=status(200)
+        + """
+pm.test("each cohort starts at 1.0", () => pm.response.json().cohorts.forEach(c => pm.expect(c.retention[0]).to.eql(1.0)));""",
+    ),
+    request(
         "unknown member → 404",
         "GET",
         "/api/v1/members/999999999",

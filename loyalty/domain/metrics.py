@@ -11,10 +11,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.orm import Session
 
 from loyalty.models import Purchase, Return
+from loyalty.models.types import UTCDateTime
 
 
 def _midnight(day: date) -> datetime:
@@ -110,3 +111,57 @@ def retention(
         "customer_lifetime_value": clv,
         "definitions": "docs/metrics.md",
     }
+
+
+# cohorts ---------------------------------------------------------------------------------------
+_MONTH_INDEX = {
+    # months since year 0 of a UTC timestamp, in each database's own terms
+    "postgresql": "(EXTRACT(YEAR FROM occurred_at AT TIME ZONE 'UTC') * 12"
+    " + EXTRACT(MONTH FROM occurred_at AT TIME ZONE 'UTC') - 1)",
+    "sqlite": "(CAST(substr(occurred_at, 1, 4) AS INTEGER) * 12"
+    " + CAST(substr(occurred_at, 6, 2) AS INTEGER) - 1)",
+}
+
+
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def _month_name(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def cohorts(session: Session, start: date, end: date) -> dict[str, Any]:
+    """The monthly cohort matrix of metrics.md: per first-purchase month in [start, end], its size
+    and, for k = 0 … the month of `end`, the share that bought in the k-th month after."""
+    first_month, last_month = _month_index(start), _month_index(end)
+    after_last = date(
+        end.year + (end.month == 12), end.month % 12 + 1, 1
+    )  # the first day after the month of `end`
+    month = _MONTH_INDEX[session.get_bind().dialect.name]
+    rows = session.execute(
+        text(
+            f"""
+            WITH pm AS (
+              SELECT member_id, {month} AS m FROM purchases
+              WHERE occurred_at < :before GROUP BY member_id, {month}
+            ), first AS (
+              SELECT member_id, MIN(m) AS c FROM pm GROUP BY member_id
+            )
+            SELECT first.c AS c, pm.m - first.c AS k, COUNT(*) AS n
+            FROM pm JOIN first ON first.member_id = pm.member_id
+            WHERE first.c BETWEEN :first_month AND :last_month
+            GROUP BY first.c, pm.m - first.c
+            """
+        ).bindparams(bindparam("before", type_=UTCDateTime())),
+        {"before": _midnight(after_last), "first_month": first_month, "last_month": last_month},
+    ).all()
+    counts: dict[int, dict[int, int]] = {}
+    for c, k, n in rows:
+        counts.setdefault(int(c), {})[int(k)] = int(n)
+    out = []
+    for c in sorted(counts):
+        size = counts[c].get(0, 0)
+        retention = [ratio(counts[c].get(k, 0), size, 4) for k in range(last_month - c + 1)]
+        out.append({"cohort": _month_name(c), "size": size, "retention": retention})
+    return {"start": start, "end": end, "cohorts": out, "definitions": "docs/metrics.md"}

@@ -13,7 +13,6 @@ class PeriodArgs(Schema):
 
     start = ma.fields.Date(required=True, metadata={"description": "YYYY-MM-DD, inclusive (UTC)"})
     end = ma.fields.Date(required=True, metadata={"description": "YYYY-MM-DD, inclusive (UTC)"})
-    store_id = Str(100)
 
     @ma.validates_schema
     def _ordered(self, data: dict, **_kwargs: object) -> None:
@@ -22,6 +21,10 @@ class PeriodArgs(Schema):
                 raise ma.ValidationError("end is before start.", "end")
             if (data["end"] - data["start"]).days > 3660:
                 raise ma.ValidationError("At most 10 years.", "end")
+
+
+class RetentionArgs(PeriodArgs):
+    store_id = Str(100, metadata={"description": "Only this store's purchases"})
 
 
 def _rate(description: str) -> ma.fields.Float:
@@ -49,4 +52,21 @@ class RetentionSchema(Schema):
     purchase_frequency = _rate("purchases / active, 4 decimals")
     average_order_value = _rate("revenue / purchases, minor units, 2 decimals")
     customer_lifetime_value = _rate("AOV × frequency ÷ churn, 4 decimals; null when churn is 0")
+    definitions = ma.fields.String(required=True)
+
+
+class CohortSchema(Schema):
+    cohort = ma.fields.String(required=True, metadata={"example": "2026-01"})
+    size = ma.fields.Integer(required=True)
+    retention = ma.fields.List(
+        ma.fields.Float(allow_none=True),
+        required=True,
+        metadata={"description": "k-th month after the cohort month; [0] = 1.0; 4 decimals"},
+    )
+
+
+class CohortsSchema(Schema):
+    start = ma.fields.Date(required=True)
+    end = ma.fields.Date(required=True)
+    cohorts = ma.fields.List(ma.fields.Nested(CohortSchema), required=True)
     definitions = ma.fields.String(required=True)
