@@ -274,7 +274,7 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": url, "LOYALTY_API_KEY_CACHE_SECONDS": "5"}
         run_cli(env, "db", "upgrade")
         t0 = time.perf_counter()
-        load_members(url.replace("postgresql://", "postgresql://", 1), args.members)
+        load_members(url, args.members)
         print(f"loaded {args.members} members with cards in {time.perf_counter() - t0:.1f} s")
         key = run_cli(env, "loyalty", "create-api-key", "bench-till", "--scope", "pos")
         key = key.strip().splitlines()[-1]

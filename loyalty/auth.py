@@ -27,7 +27,6 @@ from loyalty.models import SCOPES, ApiClient
 F = TypeVar("F", bound=Callable[..., Any])
 
 ALL = ("pos", "webshop", "admin", "reports")
-ALL_BUT_REPORTS = ("pos", "webshop", "admin")
 
 
 class Unauthorized(DomainError):

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from loyalty import auth
 from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint
-from loyalty.api.uow import transactional
+from loyalty.api.uow import apply_due_expiries, transactional
 from loyalty.domain import members
 from loyalty.extensions import db
 from loyalty.schemas.members import CardBlockSchema, CardSchema
@@ -23,11 +23,9 @@ class CardByNumber(MethodView):
     @blp.response(200, CardSchema)
     def get(self, card_number: str) -> Any:
         """The card, its status, its member and balance (a mistyped number: 422)"""
-        from loyalty.api.rewards import fresh_member
-
         card = members.get_card(db.session(), card_number)
-        fresh_member(card.member_id)
-        return members.get_card(db.session(), card_number)
+        apply_due_expiries(card.member_id)
+        return card
 
 
 @blp.route("/cards/<string:card_number>/block")

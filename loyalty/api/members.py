@@ -9,7 +9,7 @@ from flask.views import MethodView
 from loyalty import auth
 from loyalty.api import actor, settings
 from loyalty.api.base import LoyaltyBlueprint, page_window
-from loyalty.api.uow import transactional
+from loyalty.api.uow import apply_due_expiries, transactional
 from loyalty.domain import members, purchases
 from loyalty.extensions import db
 from loyalty.schemas.members import (
@@ -55,9 +55,7 @@ class MemberById(MethodView):
     @blp.response(200, MemberSchema)
     def get(self, member_id: int) -> Any:
         """A member, their cards and balance"""
-        from loyalty.api.rewards import fresh_member
-
-        fresh_member(member_id)
+        apply_due_expiries(member_id)
         return members.get_member(db.session(), member_id)
 
     @auth.require("admin")

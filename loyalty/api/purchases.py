@@ -11,7 +11,7 @@ from flask.views import MethodView
 from loyalty import auth
 from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint
-from loyalty.api.uow import _replay, transactional, unit_of_work
+from loyalty.api.uow import replay, transactional, unit_of_work
 from loyalty.auth import current_client
 from loyalty.domain import idempotency, purchases
 from loyalty.errors import DomainError, flatten_messages
@@ -59,7 +59,7 @@ class PurchaseBatch(MethodView):
             idempotency.check_key(key)
             stored = idempotency.lookup(db.session(), current_client().id, key, fp)
             if stored is not None:
-                return _replay(stored)
+                return replay(stored)
         results = [_batch_item(item) for item in data["purchases"]]
         body = {"results": results}
         if key is not None:
@@ -69,7 +69,7 @@ class PurchaseBatch(MethodView):
             if not stored_now:  # a twin batch finished first: its answer is the answer
                 stored = idempotency.lookup(db.session(), current_client().id, key, fp)
                 assert stored is not None
-                return _replay(stored)
+                return replay(stored)
         return body
 
 

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from loyalty import auth
 from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint, page_window
-from loyalty.api.uow import transactional, unit_of_work
+from loyalty.api.uow import apply_due_expiries, transactional
 from loyalty.domain import members, redemptions, rewards
 from loyalty.extensions import db
 from loyalty.schemas.rewards import (
@@ -25,15 +25,6 @@ from loyalty.schemas.rewards import (
 blp = LoyaltyBlueprint("rewards", __name__, description="Rewards and redemptions")
 
 
-def fresh_member(member_id: int) -> None:
-    """Apply overdue expiries before a member's balance is shown (a write only when needed)."""
-    if redemptions.has_expired_reservations(db.session(), member_id):
-        with unit_of_work() as session:
-            from loyalty.domain import ledger
-
-            redemptions.release_expired_for(session, ledger.lock_member(session, member_id))
-
-
 @blp.route("/rewards")
 class Rewards(MethodView):
     @auth.require(*auth.ALL)
@@ -45,7 +36,7 @@ class Rewards(MethodView):
         member = None
         if args:
             member = members.resolve_member(db.session(), **args, for_use=False)
-            fresh_member(member.id)
+            apply_due_expiries(member.id)
             member = members.get_member(db.session(), member.id)
         offset, limit = page_window(pagination_parameters)
         items, total = rewards.catalogue(db.session(), member=member, offset=offset, limit=limit)
@@ -95,9 +86,9 @@ class RedemptionById(MethodView):
     @blp.response(200, RedemptionSchema)
     def get(self, redemption_id: int) -> Any:
         """The redemption's state; an overdue reservation reads expired, its points available"""
-        with unit_of_work() as session:
-            redemption = redemptions.read(session, redemption_id)
-        return redemptions.read(db.session(), redemption.id)
+        redemption = redemptions.get_redemption(db.session(), redemption_id)
+        apply_due_expiries(redemption.member_id)
+        return redemption
 
 
 @blp.route("/redemptions/<id:redemption_id>/confirm")

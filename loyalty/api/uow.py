@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loyalty.auth import current_client
-from loyalty.domain import idempotency
+from loyalty.domain import idempotency, redemptions
+from loyalty.domain.vouchers import MIRROR_AFTER_COMMIT
 from loyalty.errors import Conflict, DomainError
 from loyalty.extensions import db
 
@@ -70,7 +71,7 @@ def conflict_from_integrity_error(exc: IntegrityError) -> DomainError:
     return Conflict("The request conflicts with the current state.")
 
 
-def _replay(stored: idempotency.Stored) -> Response:
+def replay(stored: idempotency.Stored) -> Response:
     mimetype = "application/json"
     resp = Response(stored.body, status=stored.status_code, mimetype=mimetype)
     resp.headers["Idempotent-Replayed"] = "true"
@@ -93,19 +94,27 @@ def unit_of_work() -> Iterator[Session]:
         _after_commit(session)
     except IntegrityError as exc:
         session.rollback()
-        session.info.pop("stripe_sync", None)
+        session.info.pop(MIRROR_AFTER_COMMIT, None)
         raise conflict_from_integrity_error(exc) from None
     except BaseException:
         session.rollback()
-        session.info.pop("stripe_sync", None)
+        session.info.pop(MIRROR_AFTER_COMMIT, None)
         raise
     finally:
         write_transaction.reset(token)
 
 
+def apply_due_expiries(member_id: int) -> None:
+    """Before a member's balance is shown: expire their overdue reservations, in a write
+    transaction of its own, only when there are any (a read in the common case)."""
+    if redemptions.has_expired_reservations(db.session(), member_id):
+        with unit_of_work() as session:
+            redemptions.expire_due(session, member_id)
+
+
 def _after_commit(session: Session) -> None:
     """Side effects outside the database, once the transaction is safe: the Stripe mirror."""
-    ids = session.info.pop("stripe_sync", None)
+    ids = session.info.pop(MIRROR_AFTER_COMMIT, None)
     if not ids:
         return
     from loyalty.integrations import stripe as stripe_integration
@@ -149,10 +158,10 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
                 stored = idempotency.lookup(db.session(), client_id, key, fp)
                 if stored is None:
                     raise
-                return _replay(stored)
+                return replay(stored)
             stored = idempotency.lookup(db.session(), client_id, key, fp)
             assert stored is not None
-            return _replay(stored)
+            return replay(stored)
 
         if idempotent:
             apidoc = deepcopy(getattr(func, "_apidoc", {}))

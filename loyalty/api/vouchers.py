@@ -11,7 +11,6 @@ from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import transactional
 from loyalty.domain import members, vouchers
-from loyalty.errors import DomainError
 from loyalty.extensions import db
 from loyalty.schemas.vouchers import (
     GoodwillSchema,
@@ -38,14 +37,11 @@ class VoucherByCode(MethodView):
         voucher = vouchers.get_voucher(db.session(), code)
         if "amount" not in args:
             return voucher
-        try:
-            discount = vouchers.check(voucher, args["amount"], member_id=args.get("member_id"))
-        except DomainError as refused:
-            voucher.applicable, voucher.discount = False, None  # type: ignore[attr-defined]
-            voucher.refusal = {"code": refused.code, "detail": refused.detail}  # type: ignore[attr-defined]
-        else:
-            voucher.applicable, voucher.discount = True, discount  # type: ignore[attr-defined]
-            voucher.refusal = None  # type: ignore[attr-defined]
+        # the flat answer of api.md: the voucher's fields plus applicable, discount, refusal
+        for name, value in vouchers.assess(
+            voucher, args["amount"], member_id=args.get("member_id")
+        ).items():
+            setattr(voucher, name, value)
         return voucher
 
 

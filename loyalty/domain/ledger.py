@@ -19,18 +19,13 @@ from sqlalchemy.orm.util import identity_key
 
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
-from loyalty.domain.members import require_member_ref
+from loyalty.domain.members import check_card_use, require_member_ref
 from loyalty.errors import (
-    CardBlocked,
     InsufficientPoints,
-    MemberMismatch,
     NotFound,
 )
 from loyalty.models import ENTRY_KINDS, Card, LedgerEntry, Member
 from loyalty.models.types import UTCDateTime
-
-#: Kinds that spend points: they may never take `available` below zero.
-SPENDING = {"redeem", "adjust", "expire"}
 
 
 def lock_member(session: Session, member_id: int) -> Member:
@@ -64,10 +59,7 @@ def lock_member_for(
     if row is None:
         raise NotFound(f"No card {number}.", field="card_number")
     member, status = row
-    if status == "blocked":
-        raise CardBlocked(f"Card {number} is blocked.", field="card_number")
-    if member_id is not None and member.id != member_id:
-        raise MemberMismatch(field="member_id")
+    check_card_use(number, status, member.id, member_id)
     return member
 
 

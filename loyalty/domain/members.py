@@ -9,7 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit
+from loyalty.domain import audit, vouchers
 from loyalty.domain.cards import generate_card_number, normalise_card_number
 from loyalty.domain.context import Actor, Settings
 from loyalty.errors import (
@@ -96,6 +96,17 @@ def require_member_ref(card_number: str | None, member_id: int | None) -> None:
         )
 
 
+def check_card_use(
+    number: str, status: str, owner_id: int, member_id: int | None, *, for_use: bool = True
+) -> None:
+    """The refusals for a card a body names: blocked (when it is to be used) or another member's
+    than `member_id`. Raises CardBlocked, MemberMismatch."""
+    if for_use and status == "blocked":
+        raise CardBlocked(f"Card {number} is blocked.", field="card_number")
+    if member_id is not None and owner_id != member_id:
+        raise MemberMismatch(field="member_id")
+
+
 def resolve_member(
     session: Session,
     *,
@@ -113,13 +124,11 @@ def resolve_member(
     member = None
     if card_number is not None:
         card = get_card(session, card_number)
-        if for_use and card.status == "blocked":
-            raise CardBlocked(f"Card {card.number} is blocked.", field="card_number")
+        check_card_use(card.number, card.status, card.member_id, member_id, for_use=for_use)
         member = card.member
-    if member_id is not None:
-        if member is not None and member.id != member_id:
-            raise MemberMismatch(field="member_id")
-        member = member or get_member(session, member_id)
+    if member is None:
+        assert member_id is not None
+        member = get_member(session, member_id)
     assert member is not None
     return member
 
@@ -186,9 +195,7 @@ def enrol(
     session.add(member)
     _new_card(session, member, data.get("card_number"), settings)
     session.flush()
-    from loyalty.domain.vouchers import welcome
-
-    welcome(session, member.id, actor=actor)
+    vouchers.welcome(session, member.id, actor=actor)
     return member
 
 

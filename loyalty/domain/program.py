@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import iso4217
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loyalty.domain import audit
 from loyalty.domain.context import Actor
 from loyalty.domain.earning import Rates
 from loyalty.errors import CurrencyLocked, CurrencyMismatch, ValidationFailed
-from loyalty.models import Program
+from loyalty.models import Program, Purchase, Reward, Voucher
 
 DEFAULTS: dict[str, Any] = {
     "name": "Loyalty",
@@ -76,10 +77,6 @@ def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> P
 
 
 def _amounts_recorded(session: Session) -> bool:
-    from sqlalchemy import select
-
-    from loyalty.models import Purchase, Reward, Voucher
-
     return any(
         session.scalar(select(model.id).limit(1)) is not None
         for model in (Purchase, Voucher, Reward)

@@ -10,16 +10,19 @@ from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit, earning, ledger
+from loyalty.domain import audit, earning, ledger, redemptions, rewards, vouchers
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
-from loyalty.domain.members import get_member, require_member_ref, resolve_member
+from loyalty.domain.members import (
+    check_card_use,
+    get_member,
+    require_member_ref,
+    resolve_member,
+)
 from loyalty.domain.program import check_currency, get_program
 from loyalty.domain.sql import upsert
 from loyalty.errors import (
-    CardBlocked,
     ExternalIdConflict,
-    MemberMismatch,
     NotFound,
     ReturnExceedsPurchase,
     ValidationFailed,
@@ -134,10 +137,7 @@ def _member_and_rates(
     card = conn.execute(_BY_CARD, {"number": number}).first()
     if card is None:
         raise NotFound(f"No card {number}.", field="card_number")
-    if card.status == "blocked":
-        raise CardBlocked(f"Card {number} is blocked.", field="card_number")
-    if member_id is not None and card.member_id != member_id:
-        raise MemberMismatch(field="member_id")
+    check_card_use(number, card.status, card.member_id, member_id)
     return int(card.member_id), card
 
 
@@ -197,8 +197,6 @@ def record_purchase(
         return _existing_receipt(conn, data["external_id"], member_id, actor), False
     used = []
     if data.get("voucher_codes"):
-        from loyalty.domain import vouchers
-
         for code in data["voucher_codes"]:
             voucher, discount = vouchers.redeem(
                 session,
@@ -236,9 +234,7 @@ def record_purchase(
         balance = {"points": points, "held": held, "available": points - held}
     issued = []
     if rates.come_back_policy:
-        from loyalty.domain.vouchers import come_back
-
-        new = come_back(
+        new = vouchers.come_back(
             session, member_id, purchase_id, data["amount"], rates.come_back_policy, actor=actor
         )
         issued = [new] if new is not None else []
@@ -252,23 +248,10 @@ def record_purchase(
         store_id=data.get("store_id"),
         points_earned=earned,
         balance=balance or _balance(conn, member_id),
-        vouchers_issued=[_voucher_line(v) for v in issued],
+        vouchers_issued=[v.issued_summary for v in issued],
         vouchers_redeemed=used,
     )
     return receipt, True
-
-
-def _voucher_line(voucher: Any) -> dict[str, Any]:
-    return {
-        "code": voucher.display_code,
-        "kind": voucher.kind,
-        "discount_type": voucher.discount_type,
-        "value": voucher.value,
-        "currency": voucher.currency,
-        "min_spend": voucher.min_spend,
-        "valid_from": voucher.valid_from.isoformat(),
-        "valid_until": voucher.valid_until.isoformat(),
-    }
 
 
 def _existing_receipt(conn: Connection, external_id: str, member_id: int, actor: Actor) -> Receipt:
@@ -363,9 +346,7 @@ def record_return(
     purchase.returned_amount += amount
     purchase.points_reversed += points
     if purchase.returned_amount == purchase.amount:
-        from loyalty.domain.redemptions import give_back_for_full_return
-
-        give_back_for_full_return(session, member, purchase.id, ret.id, actor=actor)
+        redemptions.give_back_for_full_return(session, member, purchase.id, ret.id, actor=actor)
     session.flush()
     return ret, True
 
@@ -407,8 +388,6 @@ def _quote_rewards(
 ) -> list[dict[str, Any]]:
     """The rewards asked about (or the whole active catalogue, up to 100), each with whether
     the member can redeem it now. An unknown or inactive one asked about reads unavailable."""
-    from loyalty.domain import rewards
-
     items, _ = rewards.catalogue(session, member=member, offset=0, limit=100)
     by_id = {r.id: r for r in items}
     if not reward_ids:
@@ -442,9 +421,7 @@ def adjust(
     Raises NotFound, InsufficientPoints (a correction never creates a debt).
     """
     member = ledger.lock_member(session, member_id)
-    from loyalty.domain.redemptions import release_expired_for
-
-    release_expired_for(session, member)  # overdue reservations no longer hold points
+    redemptions.release_expired_for(session, member)  # overdue reservations no longer hold points
     entry = ledger.post(
         session, member, "adjust", points, reason="staff_adjustment", note=reason, actor=actor
     )

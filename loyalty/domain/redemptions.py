@@ -171,9 +171,7 @@ def _settle(
 
 def _locked(session: Session, redemption_id: int) -> tuple[Member, Redemption]:
     """The redemption and its member, the member locked, the redemption read after the lock."""
-    first = session.get(Redemption, redemption_id) if 0 < redemption_id < 2**63 else None
-    if first is None:
-        raise NotFound(f"No redemption {redemption_id}.", field="redemption_id")
+    first = get_redemption(session, redemption_id)
     member = ledger.lock_member(session, first.member_id)
     session.refresh(first)
     return member, first
@@ -238,16 +236,17 @@ def cancel(session: Session, redemption_id: int, *, actor: Actor) -> Redemption:
     return redemption
 
 
-def read(session: Session, redemption_id: int) -> Redemption:
-    """A redemption as it stands (an overdue reservation reads `expired`: call in a write
-    transaction when `needs_expiry` says so)."""
+def get_redemption(session: Session, redemption_id: int) -> Redemption:
+    """Raises NotFound."""
     redemption = session.get(Redemption, redemption_id) if 0 < redemption_id < 2**63 else None
     if redemption is None:
         raise NotFound(f"No redemption {redemption_id}.", field="redemption_id")
-    if redemption.status == "reserved" and redemption.expires_at <= utcnow():
-        member, redemption = _locked(session, redemption_id)
-        release_expired_for(session, member)
     return redemption
+
+
+def expire_due(session: Session, member_id: int) -> int:
+    """Lock the member and expire their overdue reservations (for reads that must show them)."""
+    return release_expired_for(session, ledger.lock_member(session, member_id))
 
 
 def give_back_for_full_return(

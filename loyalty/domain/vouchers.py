@@ -21,6 +21,7 @@ from loyalty.domain.context import Actor
 from loyalty.domain.program import check_currency, get_program
 from loyalty.errors import (
     BelowMinSpend,
+    DomainError,
     NotFound,
     VoucherExpired,
     VoucherNotYetValid,
@@ -31,8 +32,15 @@ from loyalty.errors import (
 from loyalty.models import Member, Purchase, Voucher, VoucherHoldout
 from loyalty.models.types import utcnow
 
+#: session.info key: ids of vouchers whose Stripe mirror must change once the transaction commits
+MIRROR_AFTER_COMMIT = "stripe_sync"
+
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
+
+
+def _mirror_after_commit(session: Session, voucher_id: int) -> None:
+    session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher_id)
 
 
 def generate_code() -> str:
@@ -118,7 +126,7 @@ def issue(
     )
     session.add(voucher)
     session.flush()
-    session.info.setdefault("stripe_sync", set()).add(voucher.id)  # mirrored after the commit
+    _mirror_after_commit(session, voucher.id)
     return voucher
 
 
@@ -179,6 +187,20 @@ def check(
     return discount_for(voucher, amount)
 
 
+def assess(voucher: Voucher, amount: int, *, member_id: int | None = None) -> dict[str, Any]:
+    """What a checkout asks before using a voucher: does it apply to this basket, what does it
+    take off, and if not, the refusal it would get (code and detail)."""
+    try:
+        discount = check(voucher, amount, member_id=member_id)
+    except DomainError as refused:
+        return {
+            "applicable": False,
+            "discount": None,
+            "refusal": {"code": refused.code, "detail": refused.detail},
+        }
+    return {"applicable": True, "discount": discount, "refusal": None}
+
+
 def redeem(
     session: Session,
     raw_code: str,
@@ -208,7 +230,7 @@ def redeem(
     if used.rowcount != 1:  # type: ignore[attr-defined]
         raise VoucherUsed(field="code")
     session.refresh(voucher)
-    session.info.setdefault("stripe_sync", set()).add(voucher.id)  # coupon deleted after commit
+    _mirror_after_commit(session, voucher.id)  # the coupon goes
     return voucher, discount
 
 
@@ -224,7 +246,7 @@ def void(session: Session, raw_code: str, reason: str, *, actor: Actor) -> Vouch
         voucher.status = "void"
         voucher.reason = reason
         session.flush()
-        session.info.setdefault("stripe_sync", set()).add(voucher.id)
+        _mirror_after_commit(session, voucher.id)
         audit.record(
             session,
             actor,

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from loyalty import auth
-from loyalty.domain import purchases, vouchers
+from loyalty.domain import members, purchases, vouchers
 from loyalty.domain.context import Actor
 from loyalty.domain.sql import upsert
 from loyalty.errors import BadRequest, DomainError
@@ -30,7 +30,6 @@ from loyalty.models.types import utcnow
 log = logging.getLogger(__name__)
 
 SIGNATURE_TOLERANCE_SECONDS = 300
-SYNC_KEY = "stripe_sync"  # session.info key: ids of vouchers a transaction issued or used
 
 
 class InvalidSignature(BadRequest):
@@ -63,11 +62,6 @@ class StripeConfig:
             base_addresses=base,  # type: ignore[arg-type]
             max_network_retries=0,
         )
-
-
-def mark_for_sync(session: Session, voucher_id: int) -> None:
-    """Domain code notes a voucher whose Stripe mirror must change after the commit."""
-    session.info.setdefault(SYNC_KEY, set()).add(voucher_id)
 
 
 # the coupon mirror -------------------------------------------------------------------------------
@@ -132,10 +126,8 @@ def sync(
                 _delete(client, voucher)
                 voucher.stripe_status, voucher.stripe_error = "deleted", None
                 counts["deleted"] += 1
-            elif not live:
-                continue  # never mirrored: nothing to undo
             else:
-                continue
+                continue  # mirrored already, or never mirrored and no longer live
         except Exception as exc:  # an outage must not break anything: record and retry later
             log.warning("stripe sync of voucher %s failed: %s", voucher.id, exc)
             voucher.stripe_status = "pending" if live else voucher.stripe_status
@@ -195,8 +187,6 @@ def process(session: Session, event: Mapping[str, Any], config: StripeConfig) ->
 
 def _member_for(session: Session, obj: Mapping[str, Any], config: StripeConfig) -> Member | None:
     metadata = obj.get("metadata") or {}
-    from loyalty.domain import members
-
     try:
         if metadata.get("loyalty_card_number"):
             return members.resolve_member(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 if TYPE_CHECKING:
     from loyalty.models.ledger import LedgerEntry
     from loyalty.models.members import Member
+    from loyalty.models.vouchers import Voucher
 
 from loyalty.extensions import Base
 from loyalty.models.types import BigIntPK, JSONType, UTCDateTime, utcnow
@@ -58,8 +59,9 @@ class Purchase(Base):
     def balance(self) -> dict[str, int]:
         return self.member.balance
 
-    #: Filled in by the domain when a purchase issues vouchers (the voucher issue).
-    vouchers_issued: ClassVar[list[dict[str, Any]]] = []
+    @property
+    def vouchers_issued(self) -> list[dict[str, Any]]:
+        return [v.issued_summary for v in self.issued_vouchers]
 
     lines: Mapped[list[PurchaseLine]] = relationship(
         order_by="PurchaseLine.line_no", lazy="select", cascade="all, delete-orphan"
@@ -68,6 +70,12 @@ class Purchase(Base):
         back_populates="purchase", order_by="Return.id", lazy="select"
     )
     member: Mapped[Member] = relationship(lazy="select")
+    issued_vouchers: Mapped[list[Voucher]] = relationship(
+        primaryjoin="Voucher.source_purchase_id == Purchase.id",
+        order_by="Voucher.id",
+        viewonly=True,
+        lazy="select",
+    )
     ledger_entries: Mapped[list[LedgerEntry]] = relationship(
         primaryjoin="LedgerEntry.purchase_id == Purchase.id",
         order_by="LedgerEntry.id",

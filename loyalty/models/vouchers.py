@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -68,6 +69,20 @@ class Voucher(Base):
         if self.status == "active" and utcnow() >= self.valid_until:
             return "expired"
         return self.status
+
+    @property
+    def issued_summary(self) -> dict[str, Any]:
+        """How a purchase response lists a voucher it issued."""
+        return {
+            "code": self.display_code,
+            "kind": self.kind,
+            "discount_type": self.discount_type,
+            "value": self.value,
+            "currency": self.currency,
+            "min_spend": self.min_spend,
+            "valid_from": self.valid_from.isoformat(),
+            "valid_until": self.valid_until.isoformat(),
+        }
 
     @property
     def display_code(self) -> str:

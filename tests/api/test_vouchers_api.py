@@ -348,3 +348,13 @@ def test_staff_void_an_unused_voucher(client, admin, pos, member) -> None:
     redeem(client, pos, used)
     r = client.post(f"/api/v1/vouchers/{used}/void", json={"reason": "x"}, headers=admin)
     assert (r.status_code, r.json["code"]) == (422, "voucher_used")
+
+
+def test_the_purchase_record_shows_the_come_back_voucher_it_issued(
+    client, admin, pos, member
+) -> None:
+    client.put("/api/v1/program", json={"come_back_policy": COME_BACK}, headers=admin)
+    sale = {"member_id": member["id"], "currency": "EUR", "external_id": "p-1", "amount": 2500}
+    posted = client.post("/api/v1/purchases", json=sale, headers=pos).json
+    detail = client.get(f"/api/v1/purchases/{posted['id']}", headers=pos).json
+    assert detail["vouchers_issued"] == posted["vouchers_issued"] != []
