@@ -97,6 +97,10 @@ class RedemptionAlreadyRedeemed(Conflict):
     code, title = "redemption_already_redeemed", "The redemption was redeemed already"
 
 
+class FeedbackExists(Conflict):
+    code, title = "feedback_exists", "Feedback for this purchase was given already"
+
+
 class IdempotencyKeyReused(Conflict):
     code, title = "idempotency_key_reused", "Idempotency-Key was used with a different request"
 
@@ -164,6 +168,10 @@ class BelowMinSpend(DomainError):
 
 class VoucherWrongMember(DomainError):
     code, title = "voucher_wrong_member", "The voucher belongs to another member"
+
+
+class FeedbackTokenExpired(DomainError):
+    code, title = "feedback_token_expired", "The feedback link has expired"
 
 
 class MemberMismatch(DomainError):

@@ -348,6 +348,8 @@ pm.test("points earned as quoted", () => pm.expect(p.points_earned).to.eql(expec
 pm.test("balance has them", () => pm.expect(p.balance).to.eql({points: expected, held: 0, available: expected}));
 pm.test("no vouchers yet", () => pm.expect(p.vouchers_issued).to.eql([]));
 pm.collectionVariables.set("purchase_id", p.id);
+pm.collectionVariables.set("feedback_token", p.feedback_token);
+pm.test("a feedback token to print", () => pm.expect(p.feedback_token).to.be.a("string"));
 pm.collectionVariables.set("purchase_body", JSON.stringify(p));""",
     ),
     request(
@@ -838,6 +840,90 @@ pm.test("reactivated = active - new - retained", () =>
         "/api/v1/metrics/retention?start=2026-02-01&end=2026-01-01",
         key="reports_key",
         tests=status(422) + code("validation_error"),
+    ),
+    request(
+        "feedback from the receipt link (no key)",
+        "POST",
+        "/api/v1/feedback/{{feedback_token}}",
+        key=None,
+        body={"nps": 9, "ces": 2, "comment": "Quick and friendly"},
+        tests=status(201)
+        + """
+pm.test("about the purchase", () => pm.expect(pm.response.json().purchase_id).to.eql(Number(pm.collectionVariables.get("purchase_id"))));""",
+    ),
+    request(
+        "feedback link used twice → 409",
+        "POST",
+        "/api/v1/feedback/{{feedback_token}}",
+        key=None,
+        body={"nps": 0},
+        tests=status(409) + code("feedback_exists"),
+    ),
+    request(
+        "feedback link tampered → 404",
+        "POST",
+        "/api/v1/feedback/MQ.not-a-signature",
+        key=None,
+        body={"nps": 0},
+        tests=status(404) + code("not_found"),
+    ),
+    request(
+        "feedback from the till",
+        "POST",
+        "/api/v1/feedback",
+        body={"card_number": "{{card_number}}", "csat": 5},
+        headers={"Idempotency-Key": "feedback-{{run}}-1"},
+        tests=status(201)
+        + 'pm.test("channel api", () => pm.expect(pm.response.json().channel).to.eql("api"));',
+    ),
+    request(
+        "feedback with an NPS of 11 → 422",
+        "POST",
+        "/api/v1/feedback",
+        body={"card_number": "{{card_number}}", "nps": 11},
+        tests=status(422)
+        + code("validation_error")
+        + 'pm.test("names nps", () => pm.expect(pm.response.json().errors).to.have.property("nps"));',
+    ),
+    request(
+        "feedback metrics (reports)",
+        "GET",
+        "/api/v1/metrics/feedback?start=2026-01-01&end=2030-12-31",
+        key="reports_key",
+        tests=status(200)
+        + """
+const f = pm.response.json();
+pm.test("NPS, CES, CSAT and the counts", () => pm.expect(f).to.include.keys("nps", "ces_average", "csat", "responses"));
+pm.test("at least our two", () => pm.expect(f.responses.total).to.be.at.least(2));""",
+    ),
+    request(
+        "segments (reports)",
+        "GET",
+        "/api/v1/metrics/segments?as_of=2030-12-31",
+        key="reports_key",
+        tests=status(200)
+        + """
+const s = pm.response.json();
+pm.test("every segment", () => pm.expect(s.segments).to.have.all.keys("lost", "at_risk", "new", "ambassador", "deal_seeker", "loyal", "occasional"));
+pm.test("they add up", () => pm.expect(Object.values(s.segments).reduce((a, b) => a + b, 0)).to.eql(s.members));""",
+    ),
+    request(
+        "segments without as_of → 422",
+        "GET",
+        "/api/v1/metrics/segments",
+        key="reports_key",
+        tests=status(422)
+        + 'pm.test("names as_of", () => pm.expect(pm.response.json().errors).to.have.property("as_of"));',
+    ),
+    request(
+        "voucher metrics (reports)",
+        "GET",
+        "/api/v1/metrics/vouchers?start=2026-01-01&end=2030-12-31",
+        key="reports_key",
+        tests=status(200)
+        + """
+const kinds = pm.response.json().kinds.map(k => k.kind);
+pm.test("every kind", () => pm.expect(kinds).to.eql(["come_back", "welcome", "win_back", "goodwill"]));""",
     ),
     request(
         "cohort matrix (reports)",

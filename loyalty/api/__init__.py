@@ -31,6 +31,7 @@ def actor() -> Actor:
 def register_blueprints(api: object) -> None:
     from loyalty.api import (
         cards,
+        feedback,
         members,
         metrics,
         program,
@@ -40,5 +41,15 @@ def register_blueprints(api: object) -> None:
         vouchers,
     )
 
-    for module in (members, cards, purchases, rewards, vouchers, program, metrics, stripe_webhook):
+    for module in (
+        members,
+        cards,
+        purchases,
+        rewards,
+        vouchers,
+        feedback,
+        program,
+        metrics,
+        stripe_webhook,
+    ):
         api.register_blueprint(module.blp, url_prefix="/api/v1")  # type: ignore[attr-defined]

@@ -10,12 +10,14 @@ from loyalty import auth
 from loyalty.api import actor, settings
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import apply_due_expiries, transactional
-from loyalty.domain import members, purchases
+from loyalty.domain import members, purchases, segments
 from loyalty.extensions import db
+from loyalty.models.types import utcnow
 from loyalty.schemas.members import (
     CardIssueSchema,
     CardSchema,
     MemberCreateSchema,
+    MemberDetailSchema,
     MemberSchema,
     MemberSearchArgs,
     MemberUpdateSchema,
@@ -52,11 +54,15 @@ class Members(MethodView):
 @blp.route("/members/<id:member_id>")
 class MemberById(MethodView):
     @auth.require("pos", "webshop", "admin")
-    @blp.response(200, MemberSchema)
+    @blp.response(200, MemberDetailSchema)
     def get(self, member_id: int) -> Any:
-        """A member, their cards and balance"""
+        """A member, their cards, balance and segment (as of today)"""
         apply_due_expiries(member_id)
-        return members.get_member(db.session(), member_id)
+        member = members.get_member(db.session(), member_id)
+        member.segment = segments.segment_of(  # type: ignore[misc]
+            db.session(), member.id, utcnow().date()
+        )
+        return member
 
     @auth.require("admin")
     @transactional()

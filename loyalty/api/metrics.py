@@ -1,4 +1,4 @@
-"""/metrics: retention (the other figures of metrics.md come with the metrics issue)."""
+"""/metrics: retention, cohorts, feedback, segments and vouchers (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ from flask.views import MethodView
 
 from loyalty import auth
 from loyalty.api.base import LoyaltyBlueprint
-from loyalty.domain import metrics
+from loyalty.domain import feedback, metrics, segments
 from loyalty.extensions import db
-from loyalty.schemas.metrics import CohortsSchema, PeriodArgs, RetentionArgs, RetentionSchema
+from loyalty.schemas.metrics import (
+    CohortsSchema,
+    FeedbackMetricsSchema,
+    PeriodArgs,
+    RetentionArgs,
+    RetentionSchema,
+    SegmentArgs,
+    SegmentsSchema,
+    VoucherMetricsSchema,
+)
 
 blp = LoyaltyBlueprint("metrics", __name__, description="Retention metrics (docs/metrics.md)")
 
@@ -35,3 +44,33 @@ class Cohorts(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Monthly cohorts (month of first purchase) and their retention month by month"""
         return metrics.cohorts(db.session(), args["start"], args["end"])
+
+
+@blp.route("/metrics/feedback")
+class FeedbackMetrics(MethodView):
+    @auth.require("reports", "admin")
+    @blp.arguments(PeriodArgs(), location="query")
+    @blp.response(200, FeedbackMetricsSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """NPS, CES and CSAT over the feedback given in the period"""
+        return feedback.metrics(db.session(), args["start"], args["end"])
+
+
+@blp.route("/metrics/segments")
+class Segments(MethodView):
+    @auth.require("reports", "admin")
+    @blp.arguments(SegmentArgs(), location="query")
+    @blp.response(200, SegmentsSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Members per segment as of a day (each member in exactly one; first match wins)"""
+        return segments.segment_counts(db.session(), args["as_of"])
+
+
+@blp.route("/metrics/vouchers")
+class VoucherMetrics(MethodView):
+    @auth.require("reports", "admin")
+    @blp.arguments(PeriodArgs(), location="query")
+    @blp.response(200, VoucherMetricsSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Per voucher kind: issued, redeemed, days to the next purchase, uplift over holdout"""
+        return metrics.vouchers(db.session(), args["start"], args["end"])

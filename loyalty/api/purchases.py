@@ -13,7 +13,7 @@ from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint
 from loyalty.api.uow import replay, transactional, unit_of_work
 from loyalty.auth import current_client
-from loyalty.domain import idempotency, purchases
+from loyalty.domain import feedback, idempotency, purchases
 from loyalty.errors import DomainError, flatten_messages
 from loyalty.extensions import db
 from loyalty.schemas.purchases import (
@@ -88,6 +88,7 @@ def _batch_item(item: dict[str, Any]) -> dict[str, Any]:
                 "status": "created" if created else "duplicate",
                 "purchase_id": purchase.id,
                 "points_earned": purchase.points_earned,
+                "feedback_token": feedback.token_for(purchase.id, current_app.config["SECRET_KEY"]),
             }
     except DomainError as exc:
         return _rejected(external_id, exc.status, exc.code, exc.detail, exc.errors)

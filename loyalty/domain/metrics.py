@@ -7,6 +7,9 @@ purchase and are reported separately, by when the return happened.
 
 from __future__ import annotations
 
+import math
+import statistics
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -18,7 +21,7 @@ from loyalty.models import Purchase, Return
 from loyalty.models.types import UTCDateTime
 
 
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
@@ -35,7 +38,7 @@ def retention(
 ) -> dict[str, Any]:
     """Every count and rate of metrics.md for the period [start, end]."""
     days = (end - start).days + 1
-    p_start, p_end = _midnight(start), _midnight(end + timedelta(days=1))
+    p_start, p_end = midnight(start), midnight(end + timedelta(days=1))
     prev_start = p_start - timedelta(days=days)
 
     in_p = (Purchase.occurred_at >= p_start) & (Purchase.occurred_at < p_end)
@@ -154,7 +157,7 @@ def cohorts(session: Session, start: date, end: date) -> dict[str, Any]:
             GROUP BY first.c, pm.m - first.c
             """
         ).bindparams(bindparam("before", type_=UTCDateTime())),
-        {"before": _midnight(after_last), "first_month": first_month, "last_month": last_month},
+        {"before": midnight(after_last), "first_month": first_month, "last_month": last_month},
     ).all()
     counts: dict[int, dict[int, int]] = {}
     for c, k, n in rows:
@@ -165,3 +168,127 @@ def cohorts(session: Session, start: date, end: date) -> dict[str, Any]:
         retention = [ratio(counts[c].get(k, 0), size, 4) for k in range(last_month - c + 1)]
         out.append({"cohort": _month_name(c), "size": size, "retention": retention})
     return {"start": start, "end": end, "cohorts": out, "definitions": "docs/metrics.md"}
+
+
+# vouchers --------------------------------------------------------------------------------------
+Z_95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+
+
+@dataclass(frozen=True)
+class TwoProportions:
+    """Treated x1 of n1 against control x2 of n2: the difference and its statistics."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    z: float | None
+    p_value: float | None
+
+
+def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> TwoProportions | None:
+    """The two-proportion z-test: difference p1 − p2 with its 95% confidence interval (Wald,
+    unpooled standard error) and z with its two-sided p-value (pooled standard error, the null
+    hypothesis p1 = p2). None when a group is empty; z and p are None when the pooled proportion
+    is 0 or 1 (no variation to test)."""
+    if n1 == 0 or n2 == 0:
+        return None
+    p1, p2 = x1 / n1, x2 / n2
+    diff = p1 - p2
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    pooled = (x1 + x2) / (n1 + n2)
+    se0 = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    z = diff / se0 if se0 > 0 else None
+    p_value = math.erfc(abs(z) / math.sqrt(2)) if z is not None else None
+    return TwoProportions(diff, diff - Z_95 * se, diff + Z_95 * se, z, p_value)
+
+
+def _round(value: float | None, places: int = 4) -> float | None:
+    if value is None:
+        return None
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+_VOUCHERS_ISSUED = (
+    text(
+        """
+    SELECT v.kind, v.campaign, v.status, v.created_at, v.valid_from, v.valid_until,
+           (SELECT MIN(p.occurred_at) FROM purchases p
+             WHERE p.member_id = v.member_id AND p.occurred_at > v.created_at) AS next_at,
+           (SELECT COUNT(*) FROM purchases p
+             WHERE p.member_id = v.member_id
+               AND p.occurred_at >= v.valid_from AND p.occurred_at < v.valid_until) AS in_window
+      FROM vouchers v
+     WHERE v.created_at >= :begin AND v.created_at < :stop
+    """
+    )
+    .bindparams(
+        bindparam("begin", type_=UTCDateTime()),
+        bindparam("stop", type_=UTCDateTime()),
+    )
+    .columns(created_at=UTCDateTime(), next_at=UTCDateTime())
+)
+
+_HOLDOUTS = text(
+    """
+    SELECT h.kind, h.campaign,
+           (SELECT COUNT(*) FROM purchases p
+             WHERE p.member_id = h.member_id
+               AND p.occurred_at >= h.valid_from AND p.occurred_at < h.valid_until) AS in_window
+      FROM voucher_holdouts h
+     WHERE h.created_at >= :begin AND h.created_at < :stop
+    """
+).bindparams(bindparam("begin", type_=UTCDateTime()), bindparam("stop", type_=UTCDateTime()))
+
+
+def vouchers(session: Session, start: date, end: date) -> dict[str, Any]:
+    """Per voucher kind, over the vouchers issued in [start, end] (docs/metrics.md, "Vouchers"):
+    issued, redeemed, redemption rate, came back and the median days from issue to the next
+    purchase; where the kind had a holdout in the period, treated against holdout: the share
+    that bought within the voucher's validity, the uplift and its 95% confidence interval."""
+    from loyalty.models import VOUCHER_KINDS
+
+    params = {"begin": midnight(start), "stop": midnight(end + timedelta(days=1))}
+    issued: dict[str, list[Any]] = {k: [] for k in VOUCHER_KINDS}
+    for row in session.execute(_VOUCHERS_ISSUED, params):
+        issued[row.kind].append(row)
+    control: dict[str, list[Any]] = {k: [] for k in VOUCHER_KINDS}
+    for row in session.execute(_HOLDOUTS, params):
+        control[row.kind].append(row)
+
+    kinds = []
+    for kind in VOUCHER_KINDS:
+        rows = issued[kind]
+        redeemed = sum(1 for r in rows if r.status == "used")
+        days = [(r.next_at - r.created_at).total_seconds() / 86400 for r in rows if r.next_at]
+        item: dict[str, Any] = {
+            "kind": kind,
+            "issued": len(rows),
+            "redeemed": redeemed,
+            "redemption_rate": ratio(redeemed, len(rows), 4),
+            "came_back": len(days),
+            "median_days_to_next_purchase": _round(statistics.median(days), 2) if days else None,
+            "holdout": None,
+        }
+        held = control[kind]
+        if held:
+            campaigns = {h.campaign for h in held}
+            treated = [r for r in rows if r.campaign in campaigns]
+            xt = sum(1 for r in treated if r.in_window)
+            xh = sum(1 for h in held if h.in_window)
+            test = two_proportion_test(xt, len(treated), xh, len(held))
+            item["holdout"] = {
+                "campaigns": sorted(campaigns),
+                "treated": len(treated),
+                "treated_bought": xt,
+                "treated_rate": ratio(xt, len(treated), 4),
+                "holdout": len(held),
+                "holdout_bought": xh,
+                "holdout_rate": ratio(xh, len(held), 4),
+                "uplift": _round(test.difference) if test else None,
+                "ci_low": _round(test.ci_low) if test else None,
+                "ci_high": _round(test.ci_high) if test else None,
+                "z": _round(test.z) if test else None,
+                "p_value": _round(test.p_value) if test else None,
+            }
+        kinds.append(item)
+    return {"start": start, "end": end, "kinds": kinds, "definitions": "docs/metrics.md"}

@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per aggregate."""
 
 from loyalty.models.clients import SCOPES, ApiClient, AuditEntry, IdempotencyRecord
+from loyalty.models.feedback import FEEDBACK_CHANNELS, Feedback
 from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry
 from loyalty.models.members import Card, Member
 from loyalty.models.program import Program
@@ -18,6 +19,7 @@ from loyalty.models.vouchers import (
 __all__ = [
     "DISCOUNT_TYPES",
     "ENTRY_KINDS",
+    "FEEDBACK_CHANNELS",
     "REDEMPTION_STATUSES",
     "REWARD_KINDS",
     "SCOPES",
@@ -26,6 +28,7 @@ __all__ = [
     "ApiClient",
     "AuditEntry",
     "Card",
+    "Feedback",
     "IdempotencyRecord",
     "LedgerEntry",
     "Member",

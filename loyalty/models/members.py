@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -43,6 +44,9 @@ class Member(Base):
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     cards: Mapped[list[Card]] = relationship(back_populates="member", order_by="Card.id")
+
+    #: Set by GET /members/{id}: the member's segment today (domain/segments.py).
+    segment: ClassVar[str | None] = None
 
     @property
     def available(self) -> int:

@@ -29,6 +29,18 @@ class MemberSchema(Schema):
     erased_at = ma.fields.AwareDateTime(allow_none=True, required=True)
 
 
+class MemberDetailSchema(MemberSchema):
+    segment = ma.fields.String(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "Where the member stands today (docs/metrics.md, Segments); "
+            "null before their first purchase",
+            "enum": ["lost", "at_risk", "new", "ambassador", "deal_seeker", "loyal", "occasional"],
+        },
+    )
+
+
 class MemberCreateSchema(Schema):
     name = Str(200, allow_none=True)
     email = Str(320, allow_none=True, metadata={"example": "ann@example.com"})

@@ -70,3 +70,87 @@ class CohortsSchema(Schema):
     end = ma.fields.Date(required=True)
     cohorts = ma.fields.List(ma.fields.Nested(CohortSchema), required=True)
     definitions = ma.fields.String(required=True)
+
+
+class ResponsesSchema(Schema):
+    total = ma.fields.Integer(required=True, metadata={"description": "Feedback records"})
+    nps = ma.fields.Integer(required=True, metadata={"description": "NPS answers"})
+    ces = ma.fields.Integer(required=True, metadata={"description": "CES answers"})
+    csat = ma.fields.Integer(required=True, metadata={"description": "CSAT answers"})
+
+
+class FeedbackMetricsSchema(Schema):
+    start = ma.fields.Date(required=True)
+    end = ma.fields.Date(required=True)
+    nps = _rate("% answers 9-10 minus % answers 0-6, -100 to 100, 1 decimal")
+    ces_average = _rate("Mean CES answer, 1 (very little effort) to 7, 2 decimals")
+    csat = _rate("% of CSAT answers 4-5, 1 decimal")
+    responses = ma.fields.Nested(ResponsesSchema, required=True)
+    promoters = ma.fields.Integer(required=True, metadata={"description": "NPS answers 9-10"})
+    passives = ma.fields.Integer(required=True, metadata={"description": "NPS answers 7-8"})
+    detractors = ma.fields.Integer(required=True, metadata={"description": "NPS answers 0-6"})
+    definitions = ma.fields.String(required=True)
+
+
+class SegmentArgs(Schema):
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    as_of = ma.fields.Date(
+        required=True, metadata={"description": "YYYY-MM-DD (UTC): the window ends with this day"}
+    )
+
+
+def _count(description: str) -> ma.fields.Integer:
+    return ma.fields.Integer(required=True, metadata={"description": description})
+
+
+class SegmentCountsSchema(Schema):
+    lost = _count("Had purchases, none in the last 365 days")
+    at_risk = _count("Latest NPS <= 6 or CES >= 5, or no purchase in the last 90 days")
+    new = _count("First purchase ever in the last 90 days")
+    ambassador = _count("Latest NPS >= 9 and >= 2 purchases")
+    deal_seeker = _count(">= 2 purchases, at least half with a voucher or a reward")
+    loyal = _count(">= 2 purchases")
+    occasional = _count("Everyone else with a purchase in the window")
+
+
+class SegmentsSchema(SegmentCountsSchema):
+    as_of = ma.fields.Date(required=True)
+    segments = ma.fields.Nested(SegmentCountsSchema, required=True)
+    members = _count("Members counted (those with a purchase up to as_of)")
+    definitions = ma.fields.String(required=True)
+
+
+class HoldoutSchema(Schema):
+    campaigns = ma.fields.List(ma.fields.String(), required=True)
+    treated = _count("Vouchers issued in campaigns that had a holdout")
+    treated_bought = _count("... whose member bought within the voucher's validity")
+    treated_rate = _rate("treated_bought / treated, 4 decimals")
+    holdout = _count("Members held out (each a record with the validity they would have had)")
+    holdout_bought = _count("... who bought within that validity")
+    holdout_rate = _rate("holdout_bought / holdout, 4 decimals")
+    uplift = _rate("treated_rate - holdout_rate, 4 decimals")
+    ci_low = _rate("95% confidence interval of the uplift (Wald), lower end")
+    ci_high = _rate("95% confidence interval of the uplift (Wald), upper end")
+    z = _rate("Two-proportion z statistic (pooled)")
+    p_value = _rate("Two-sided p-value of z")
+
+
+class VoucherKindMetricsSchema(Schema):
+    kind = ma.fields.String(
+        required=True, metadata={"enum": ["come_back", "welcome", "win_back", "goodwill"]}
+    )
+    issued = _count("Vouchers of this kind issued in the period")
+    redeemed = _count("... of which used")
+    redemption_rate = _rate("redeemed / issued, 4 decimals")
+    came_back = _count("... whose member made a purchase after the issue")
+    median_days_to_next_purchase = _rate("Median days from issue to that next purchase")
+    holdout = ma.fields.Nested(HoldoutSchema, allow_none=True, required=True)
+
+
+class VoucherMetricsSchema(Schema):
+    start = ma.fields.Date(required=True)
+    end = ma.fields.Date(required=True)
+    kinds = ma.fields.List(ma.fields.Nested(VoucherKindMetricsSchema), required=True)
+    definitions = ma.fields.String(required=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
+from flask import current_app
 from marshmallow import validate
 
 from loyalty.models import ENTRY_KINDS
@@ -61,6 +64,23 @@ class PurchaseCreateSchema(MemberRefMixin):
     )
 
 
+def _feedback_token(obj: Any) -> str:
+    from loyalty.domain.feedback import token_for
+
+    return token_for(obj.id, current_app.config["SECRET_KEY"])
+
+
+def FeedbackToken() -> ma.fields.Function:
+    return ma.fields.Function(
+        _feedback_token,
+        metadata={
+            "description": "Print it as a QR code: POST /feedback/{token} takes the customer's "
+            "scores without an API key, once, for 14 days after the purchase",
+            "type": "string",
+        },
+    )
+
+
 class VoucherUseSchema(Schema):
     code = ma.fields.String(required=True)
     discount = ma.fields.Integer(required=True)
@@ -78,6 +98,7 @@ class PurchaseResultSchema(Schema):
     balance = ma.fields.Nested(BalanceSchema, required=True)
     vouchers_issued = ma.fields.List(ma.fields.Dict(), required=True)
     vouchers_redeemed = ma.fields.List(ma.fields.Nested(VoucherUseSchema))
+    feedback_token = FeedbackToken()
 
 
 class LineOutSchema(LineSchema):
@@ -220,6 +241,7 @@ class BatchItemResultSchema(Schema):
     )
     purchase_id = ma.fields.Integer()
     points_earned = ma.fields.Integer()
+    feedback_token = ma.fields.String()
     error = ma.fields.Nested(BatchItemErrorSchema)
 
 

@@ -1,0 +1,122 @@
+"""Where each member stands today (metrics.md, "Segments"), in one SQL query.
+
+Over the 365 days up to and including `as_of` (UTC days), each member with a purchase up to then
+falls in the first segment whose rule matches: lost, at_risk, new, ambassador, deal_seeker, loyal,
+occasional. Purchases and feedback after `as_of` are not seen.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.orm import Session
+
+from loyalty.domain.metrics import midnight
+from loyalty.models.types import UTCDateTime
+
+SEGMENTS = ("lost", "at_risk", "new", "ambassador", "deal_seeker", "loyal", "occasional")
+WINDOW_DAYS = 365
+RECENT_DAYS = 90
+
+# A purchase "used a voucher or a reward": one is linked to it, or names it by order_ref (the
+# purchase's external_id, same member). The linked ones need no purchases scan; the order_ref
+# ones are few and found through the member's purchases.
+_BENEFIT = """
+  SELECT used_purchase_id AS purchase_id FROM vouchers
+   WHERE status = 'used' AND used_purchase_id IS NOT NULL
+  UNION
+  SELECT p.id FROM vouchers v
+    JOIN purchases p ON p.member_id = v.member_id AND p.external_id = v.used_order_ref
+   WHERE v.status = 'used' AND v.used_purchase_id IS NULL
+  UNION
+  SELECT purchase_id FROM redemptions WHERE status = 'redeemed' AND purchase_id IS NOT NULL
+  UNION
+  SELECT p.id FROM redemptions r
+    JOIN purchases p ON p.member_id = r.member_id AND p.external_id = r.order_ref
+   WHERE r.status = 'redeemed' AND r.purchase_id IS NULL
+"""
+
+
+def _latest(score: str, member_filter: str) -> str:
+    """Each member's latest answer of `score` in the window."""
+    return f"""
+      SELECT member_id, {score} AS score FROM (
+        SELECT member_id, {score},
+               ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY created_at DESC, id DESC) AS rn
+          FROM feedback
+         WHERE {score} IS NOT NULL AND created_at >= :window_start AND created_at < :end_at
+               {member_filter}
+      ) ranked WHERE rn = 1
+    """
+
+
+def _query(one_member: bool) -> Any:
+    member_filter = "AND member_id = :member_id" if one_member else ""
+    purchase_filter = "AND p.member_id = :member_id" if one_member else ""
+    sql = f"""
+    WITH benefit AS ({_BENEFIT}),
+    pm AS (
+      SELECT p.member_id,
+             MIN(p.occurred_at) AS first_at,
+             SUM(CASE WHEN p.occurred_at >= :window_start THEN 1 ELSE 0 END) AS n_window,
+             SUM(CASE WHEN p.occurred_at >= :recent_start THEN 1 ELSE 0 END) AS n_recent,
+             SUM(CASE WHEN p.occurred_at >= :window_start AND b.purchase_id IS NOT NULL
+                      THEN 1 ELSE 0 END) AS n_benefit
+        FROM purchases p LEFT JOIN benefit b ON b.purchase_id = p.id
+       WHERE p.occurred_at < :end_at {purchase_filter}
+       GROUP BY p.member_id
+    ),
+    nps AS ({_latest("nps", member_filter)}),
+    ces AS ({_latest("ces", member_filter)})
+    SELECT CASE
+             WHEN pm.n_window = 0 THEN 'lost'
+             WHEN nps.score <= 6 OR ces.score >= 5 OR pm.n_recent = 0 THEN 'at_risk'
+             WHEN pm.first_at >= :recent_start THEN 'new'
+             WHEN nps.score >= 9 AND pm.n_window >= 2 THEN 'ambassador'
+             WHEN pm.n_window >= 2 AND 2 * pm.n_benefit >= pm.n_window THEN 'deal_seeker'
+             WHEN pm.n_window >= 2 THEN 'loyal'
+             ELSE 'occasional'
+           END AS segment,
+           COUNT(*) AS members
+      FROM pm
+      LEFT JOIN nps ON nps.member_id = pm.member_id
+      LEFT JOIN ces ON ces.member_id = pm.member_id
+     GROUP BY 1
+    """
+    return text(sql).bindparams(
+        bindparam("window_start", type_=UTCDateTime()),
+        bindparam("recent_start", type_=UTCDateTime()),
+        bindparam("end_at", type_=UTCDateTime()),
+    )
+
+
+def _params(as_of: date) -> dict[str, Any]:
+    end_at = midnight(as_of + timedelta(days=1))
+    return {
+        "end_at": end_at,
+        "window_start": end_at - timedelta(days=WINDOW_DAYS),
+        "recent_start": end_at - timedelta(days=RECENT_DAYS),
+    }
+
+
+def segment_counts(session: Session, as_of: date) -> dict[str, Any]:
+    """Members per segment as of the end of `as_of`; members who never bought are not counted."""
+    rows = session.execute(_query(False), _params(as_of)).all()
+    counts = dict.fromkeys(SEGMENTS, 0)
+    for segment, members in rows:
+        counts[segment] = int(members)
+    return {
+        "as_of": as_of,
+        **counts,
+        "segments": counts,
+        "members": sum(counts.values()),
+        "definitions": "docs/metrics.md",
+    }
+
+
+def segment_of(session: Session, member_id: int, as_of: date) -> str | None:
+    """The member's segment as of `as_of`; None when they have no purchase up to then."""
+    rows = session.execute(_query(True), {**_params(as_of), "member_id": member_id}).all()
+    return str(rows[0][0]) if rows else None
