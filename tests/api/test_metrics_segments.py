@@ -3,23 +3,23 @@
 as_of = 2026-06-30: the window is 2025-07-01 00:00 .. 2026-07-01 00:00 (365 days), the last 90
 days start 2026-04-02 00:00. First matching rule wins.
 
-member  purchases                                   feedback (date: score)          segment
-L       2025-06-30 23:59:59                                                         lost
-W       2025-07-01 00:00:00                                                         at_risk (none in 90 d)
-RN      05-01, 06-01                                05-02 NPS 10, 06-02 NPS 5        at_risk (latest NPS ≤ 6)
-RC      05-01, 06-01                                05-02 CES 5, 06-02 NPS 10        at_risk (latest CES ≥ 5)
-RO      2025-12-01, 06-01                           2025-06-01 NPS 2 (outside)      loyal
-N       2026-04-02 00:00:00, 06-01                  06-02 NPS 10                    new (before ambassador)
-NB      2026-04-01 23:59:59, 06-01                                                  loyal (not new)
-A       2025-12-01, 06-01                           01-01 NPS 3, 06-02 NPS 9,       ambassador
-                                                    07-01 NPS 0 (after as_of)
-D       2025-12-01 (voucher_codes), 06-01                                           deal_seeker (1 of 2)
-D2      2025-10-01, 2025-12-01 (voucher by order_ref), 06-01                        loyal (1 of 3)
-D3      01-10 (reward, by order_ref), 06-10                                         deal_seeker
-DV      2025-06-01 (voucher, outside), 01-01, 06-01                                 loyal (0 of 2 in window)
-O       2024-01-01, 06-15                                                           occasional
-F       2026-07-01 00:00:00 (after as_of)                                           not counted
-Z       none                                                                        not counted
+member purchases (2026 unless said)      feedback (date: score)        segment
+L      2025-06-30 23:59:59                                              lost
+W      2025-07-01 00:00:00                                              at_risk (none in 90 d)
+RN     05-01, 06-01                      05-02 NPS 10, 06-02 NPS 5      at_risk (NPS ≤ 6)
+RC     05-01, 06-01                      05-02 CES 5, 06-02 NPS 10      at_risk (CES ≥ 5)
+RO     2025-12-01, 06-01                 2025-06-01 NPS 2 (outside)     loyal
+N      04-02 00:00:00, 06-01             06-02 NPS 10                   new (before ambassador)
+NB     04-01 23:59:59, 06-01                                            loyal (not new)
+A      2025-12-01, 06-01                 01-01 NPS 3, 06-02 NPS 9,      ambassador
+                                         07-01 NPS 0 (after as_of)
+D      2025-12-01 (voucher_codes), 06-01                                deal_seeker (1 of 2)
+D2     2025-10-01, 2025-12-01 (voucher by order_ref), 06-01             loyal (1 of 3)
+D3     01-10 (reward, by order_ref), 06-10                              deal_seeker
+DV     2025-06-01 (voucher, outside), 01-01, 06-01                      loyal (0 of 2 in window)
+O      2024-01-01, 06-15                                                occasional
+F      07-01 00:00:00 (after as_of)                                     not counted
+Z      none                                                             not counted
 """
 
 from __future__ import annotations
