@@ -9,7 +9,6 @@ the mirror is written after the voucher's transaction commits, a failure leaves 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,12 +18,12 @@ import stripe
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from loyalty import auth
 from loyalty.domain import members, purchases, vouchers
+from loyalty.domain.clients import system_actor
 from loyalty.domain.context import Actor
 from loyalty.domain.sql import upsert
 from loyalty.errors import BadRequest, DomainError
-from loyalty.models import ApiClient, Member, Purchase, StripeEvent, Voucher
+from loyalty.models import Member, Purchase, StripeEvent, Voucher
 from loyalty.models.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -153,18 +152,7 @@ def verify(payload: bytes, signature: str | None, config: StripeConfig) -> Mappi
 
 def stripe_actor(session: Session) -> Actor:
     """The API client webhook purchases and returns are recorded under (no usable key)."""
-    client = session.scalar(select(ApiClient).where(ApiClient.name == "stripe"))
-    if client is None:
-        client = ApiClient(
-            name="stripe",
-            key_hash=auth.hash_key(secrets.token_urlsafe(32)),
-            key_prefix="(webhooks)",
-            scopes=[],
-            revoked_at=utcnow(),  # no key can act as this client
-        )
-        session.add(client)
-        session.flush()
-    return Actor(client_id=client.id, name="stripe")
+    return system_actor(session, "stripe", "(webhooks)")
 
 
 def process(session: Session, event: Mapping[str, Any], config: StripeConfig) -> str:

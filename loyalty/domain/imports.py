@@ -1,0 +1,407 @@
+"""Import of purchase history from CSV, so the metrics mean something on day one.
+
+Columns (a header row names them; order is free, other columns are ignored): `customer_ref` (the
+retailer's own customer id: an unknown one creates a member keeping it as `external_ref`),
+`external_id`, `occurred_at` (ISO date = 00:00 UTC, or date-time; without an offset it is UTC),
+`amount` (decimal in major units, exact: `29.99`; more decimals than the currency has is an
+error), and optional `currency` (must be the programme's) and `store_id`.
+
+Rows are read in batches of `batch_rows`. A batch with any bad row is written not at all (every
+bad line is reported); a good batch is written in one transaction with bulk statements (COPY into
+a temporary table on PostgreSQL, executemany on SQLite), never a statement per row. Purchases are
+recorded under the API client `import`, so `(import, external_id)` is unique: running the same
+file again imports nothing twice. Unless `earn` is off, each new purchase earns as a live one
+would (`earning.scale`), posted as one `earn` ledger entry with its `balance_after`, and the
+members' balances move under a row lock in the same transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    insert,
+    text,
+)
+from sqlalchemy.orm import Session
+
+from loyalty.domain import earning
+from loyalty.domain.clients import system_actor
+from loyalty.domain.program import get_program
+from loyalty.models.types import UTCDateTime, utcnow
+
+REQUIRED = ("customer_ref", "external_id", "occurred_at", "amount")
+OPTIONAL = ("currency", "store_id")
+BATCH_ROWS = 20_000
+MAX_REPORTED_ERRORS = 100
+MAX_AMOUNT = 10**12
+MAX_CLOCK_SKEW = timedelta(hours=24)
+_AMOUNT = re.compile(r"^(\d{1,15})(?:\.(\d+))?$")
+
+_meta = MetaData()
+_STAGING = Table(
+    "import_staging",
+    _meta,
+    Column("line", Integer),
+    Column("customer_ref", Text),
+    Column("external_id", Text),
+    Column("occurred_at", UTCDateTime),
+    Column("amount", BigInteger),
+    Column("store_id", Text),
+    Column("points", BigInteger),
+    prefixes=["TEMPORARY"],
+)
+_NEW = Table(
+    "import_new",
+    _meta,
+    Column("purchase_id", BigInteger),
+    Column("member_id", BigInteger),
+    Column("points", BigInteger),
+    prefixes=["TEMPORARY"],
+)
+_COLUMNS = [c.name for c in _STAGING.columns]
+
+
+class HeaderError(ValueError):
+    """The file cannot be read as an import at all (no header, a required column missing)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.message}"
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    members_created: int = 0
+    points_earned: int = 0
+    batches: int = 0
+    failed_batches: list[tuple[int, int]] = field(default_factory=list)  # (first, last line)
+    errors: list[RowError] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS
+    error_count: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+
+Row = tuple[int, str, str, datetime, int, str | None, int]
+
+
+class RowParser:
+    """Checks and converts one CSV row; every rule of the module docstring, nothing written."""
+
+    def __init__(self, program: Any, *, earn: bool, now: datetime) -> None:
+        self.currency = program.currency
+        self.exponent = program.currency_exponent
+        self.scale = 10**self.exponent
+        self.rate = (program.points_per_unit, program.rounding)
+        self.earn = earn
+        self.latest = now + MAX_CLOCK_SKEW
+
+    def amount(self, raw: str) -> int:
+        match = _AMOUNT.match(raw.strip())
+        if match is None:
+            raise ValueError(f"{raw!r} is not a non-negative decimal amount like 29.99")
+        whole, fraction = match.group(1), match.group(2) or ""
+        if len(fraction) > self.exponent:
+            raise ValueError(
+                f"{raw!r} has more decimals than {self.currency} has ({self.exponent})"
+            )
+        value = int(whole) * self.scale + (
+            int(fraction.ljust(self.exponent, "0")) if fraction else 0
+        )
+        if value > MAX_AMOUNT:
+            raise ValueError(f"{raw!r} is too large")
+        return value
+
+    def occurred_at(self, raw: str) -> datetime:
+        raw = raw.strip()
+        try:
+            if len(raw) == 10:
+                at = datetime.combine(date.fromisoformat(raw), time(), tzinfo=UTC)
+            else:
+                at = datetime.fromisoformat(raw)
+                at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not an ISO date or date-time") from None
+        if at > self.latest:
+            raise ValueError(f"{raw!r} lies in the future")
+        return at
+
+    def parse(self, line: int, values: dict[str, str]) -> tuple[Row | None, list[RowError]]:
+        errors: list[RowError] = []
+
+        def check(name: str, convert: Callable[[str], Any]) -> Any:
+            try:
+                return convert(values.get(name) or "")
+            except ValueError as exc:
+                errors.append(RowError(line, name, str(exc)))
+                return None
+
+        ref = check("customer_ref", lambda v: _text(v.strip(), 100))
+        external_id = check("external_id", lambda v: _text(v, 255))
+        occurred_at = check("occurred_at", self.occurred_at)
+        amount = check("amount", self.amount)
+        store_id = check("store_id", lambda v: _text(v.strip(), 100) if v.strip() else None)
+        currency = (values.get("currency") or "").strip().upper()
+        if currency and currency != self.currency:
+            errors.append(
+                RowError(line, "currency", f"{currency} is not the programme's {self.currency}")
+            )
+        if errors:
+            return None, errors
+        points = (
+            earning.scale(amount, self.rate[0], self.exponent, self.rate[1]) if self.earn else 0
+        )
+        return (line, ref, external_id, occurred_at, amount, store_id, points), []
+
+
+def _text(value: str, max_len: int) -> str:
+    if not value:
+        raise ValueError("is empty")
+    if len(value) > max_len:
+        raise ValueError(f"is longer than {max_len} characters")
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+def read_rows(handle: Iterable[str], result: ImportResult) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {column: value}) per data row; the header row is line 1. Raises
+    HeaderError."""
+    reader = csv.reader(handle)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise HeaderError("the file is empty (a header row is required)") from None
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise HeaderError(f"the header lacks {', '.join(missing)} (it has {', '.join(header)})")
+    wanted = [(i, name) for i, name in enumerate(header) if name in REQUIRED + OPTIONAL]
+    result.ignored_columns = [h for h in header if h not in REQUIRED + OPTIONAL]
+    width = len(header)
+    for record in reader:
+        if not record:
+            continue  # a blank line
+        if len(record) != width:
+            yield reader.line_num, {"__width__": f"{len(record)} fields, the header has {width}"}
+            continue
+        yield reader.line_num, {name: record[i] for i, name in wanted}
+
+
+def import_purchases(
+    session: Session,
+    handle: Iterable[str],
+    *,
+    earn: bool = True,
+    check_only: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    progress: Callable[[int], None] | None = None,
+    commit: Callable[[], None] | None = None,
+) -> ImportResult:
+    """Import a CSV file of purchases (see the module docstring). Each good batch is written and
+    `commit` is called (the caller owns the transaction: commit, or a test's flush); a batch with
+    a bad row is rolled back whole. `check_only` reads and checks every row, writing nothing.
+    Raises HeaderError."""
+    result = ImportResult()
+    now = utcnow()
+    program = get_program(session)
+    parser = RowParser(program, earn=earn, now=now)
+    client_id = None
+    if not check_only:
+        client_id = system_actor(session, "import", "(import)").client_id
+        if commit:
+            commit()
+    batch: list[Row] = []
+    batch_failed = False
+    first_line = 0
+    seen: dict[str, int] = {}  # external_id → its first line, over the whole file
+
+    def flush_batch(last_line: int) -> None:
+        nonlocal batch, batch_failed
+        if batch_failed:
+            result.failed_batches.append((first_line, last_line))
+        elif batch and not check_only:
+            assert client_id is not None
+            _write_batch(
+                session, batch, result, client_id=client_id, currency=parser.currency, now=now
+            )
+            result.batches += 1
+            if commit:
+                commit()
+        batch, batch_failed = [], False
+
+    last = 1
+    for line, values in read_rows(handle, result):
+        if not batch and not batch_failed:
+            first_line = line
+        last = line
+        result.rows += 1
+        if "__width__" in values:
+            row, errors = None, [RowError(line, "row", values["__width__"])]
+        else:
+            row, errors = parser.parse(line, values)
+        if row is not None:
+            earlier = seen.setdefault(row[2], line)
+            if earlier != line:
+                errors = [RowError(line, "external_id", f"repeats line {earlier}")]
+                row = None
+        if errors:
+            result.error_count += len(errors)
+            room = MAX_REPORTED_ERRORS - len(result.errors)
+            result.errors.extend(errors[: max(0, room)])
+            batch_failed = True
+        if row is not None and not batch_failed:
+            batch.append(row)
+        if result.rows % batch_rows == 0:
+            flush_batch(line)
+            if progress:
+                progress(batch_rows)
+    flush_batch(last)
+    if progress:
+        progress(result.rows % batch_rows)
+    return result
+
+
+def _write_batch(
+    session: Session,
+    rows: list[Row],
+    result: ImportResult,
+    *,
+    client_id: int,
+    currency: str,
+    now: datetime,
+) -> None:
+    """One batch, in bulk: stage, create members, insert purchases, post what they earn."""
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    _STAGING.create(conn, checkfirst=True)
+    _NEW.create(conn, checkfirst=True)
+    conn.execute(_STAGING.delete())
+    conn.execute(_NEW.delete())
+    if postgres:
+        raw: Any = conn.connection.driver_connection  # psycopg's own connection
+        copy_sql = f"COPY import_staging ({', '.join(_COLUMNS)}) FROM STDIN"
+        with raw.cursor() as cur, cur.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.exec_driver_sql("ANALYZE import_staging")
+    else:
+        conn.execute(insert(_STAGING), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
+    params = {"now": now, "client": client_id, "currency": currency, "no": False}
+    created = conn.execute(_CREATE_MEMBERS, params)
+    result.members_created += created.rowcount
+    if postgres:
+        conn.execute(_LOCK_MEMBERS)
+        inserted = conn.execute(_INSERT_PURCHASES_PG, params).rowcount
+    else:
+        new = conn.execute(_INSERT_PURCHASES_SQLITE, params).all()
+        if new:
+            conn.execute(
+                insert(_NEW), [{"purchase_id": i, "member_id": m, "points": p} for i, m, p in new]
+            )
+        inserted = len(new)
+    result.imported += inserted
+    result.duplicates += len(rows) - inserted
+    if inserted:
+        conn.execute(_POST_ENTRIES, params)
+        conn.execute(_UPDATE_BALANCES, params)
+        earned = conn.execute(text("SELECT COALESCE(SUM(points), 0) FROM import_new")).scalar()
+        result.points_earned += int(earned or 0)
+
+
+def _sql(statement: str) -> Any:
+    return text(statement).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+_CREATE_MEMBERS = _sql(
+    """
+    INSERT INTO members (external_ref, marketing_consent, points, held, available_floor,
+                         created_at, updated_at)
+    SELECT DISTINCT s.customer_ref, :no, 0, 0, 0, :now, :now FROM import_staging s
+     WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.external_ref = s.customer_ref)
+    ON CONFLICT (external_ref) DO NOTHING
+    """
+)
+# Every member the batch touches, locked in id order (no deadlock with live requests, which
+# lock one member each). SQLite: the import holds the write lock (BEGIN IMMEDIATE).
+_LOCK_MEMBERS = text(
+    """
+    SELECT m.id FROM members m
+     WHERE m.external_ref IN (SELECT customer_ref FROM import_staging)
+     ORDER BY m.id FOR UPDATE
+    """
+)
+_PURCHASES_SELECT = """
+    SELECT m.id, :client, s.external_id, s.amount, :currency, s.occurred_at, s.store_id,
+           s.points, 0, 0, :now
+      FROM import_staging s JOIN members m ON m.external_ref = s.customer_ref
+     WHERE true
+     ORDER BY s.line
+    ON CONFLICT (api_client_id, external_id) DO NOTHING
+"""
+_PURCHASE_COLUMNS = """
+    purchases (member_id, api_client_id, external_id, amount, currency, occurred_at, store_id,
+               points_earned, returned_amount, points_reversed, created_at)
+"""
+_INSERT_PURCHASES_PG = _sql(
+    f"""
+    WITH ins AS (
+      INSERT INTO {_PURCHASE_COLUMNS} {_PURCHASES_SELECT}
+      RETURNING id, member_id, points_earned
+    )
+    INSERT INTO import_new (purchase_id, member_id, points) SELECT * FROM ins
+    """
+)
+_INSERT_PURCHASES_SQLITE = _sql(
+    f"INSERT INTO {_PURCHASE_COLUMNS} {_PURCHASES_SELECT} RETURNING id, member_id, points_earned"
+)
+# One earn entry per new purchase that earned, in purchase order per member, each with the
+# balance after it: the member's balance before the batch plus the running sum.
+_POST_ENTRIES = _sql(
+    """
+    INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
+                                api_client_id, actor, created_at)
+    SELECT n.member_id, 'earn', n.points,
+           m.points + SUM(n.points) OVER (PARTITION BY n.member_id ORDER BY n.purchase_id
+                                          ROWS UNBOUNDED PRECEDING),
+           'purchase', n.purchase_id, :client, 'import', :now
+      FROM import_new n JOIN members m ON m.id = n.member_id
+     WHERE n.points > 0
+     ORDER BY n.member_id, n.purchase_id
+    """
+)
+_UPDATE_BALANCES = _sql(
+    """
+    UPDATE members SET
+      points = points + t.earned,
+      available_floor = CASE WHEN points + t.earned - held < 0
+                             THEN points + t.earned - held ELSE 0 END,
+      updated_at = :now
+    FROM (SELECT member_id, SUM(points) AS earned FROM import_new WHERE points > 0
+           GROUP BY member_id) t
+    WHERE members.id = t.member_id
+    """
+)
