@@ -25,6 +25,13 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+def reporting_memory(session: Session) -> None:
+    """PostgreSQL: give this transaction's aggregates room (per-member hash tables of 100k+
+    members spill to disk at the default 4 MB work_mem); reset when the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+
+
 def ratio(numerator: int | Decimal, denominator: int | Decimal, places: int) -> float | None:
     """numerator / denominator rounded half-up to `places` decimals; None when denominator is 0."""
     if not denominator:
@@ -37,6 +44,7 @@ def retention(
     session: Session, start: date, end: date, *, store_id: str | None = None
 ) -> dict[str, Any]:
     """Every count and rate of metrics.md for the period [start, end]."""
+    reporting_memory(session)
     days = (end - start).days + 1
     p_start, p_end = midnight(start), midnight(end + timedelta(days=1))
     prev_start = p_start - timedelta(days=days)
@@ -117,13 +125,18 @@ def retention(
 
 
 # cohorts ---------------------------------------------------------------------------------------
-_MONTH_INDEX = {
-    # months since year 0 of a UTC timestamp, in each database's own terms
-    "postgresql": "(EXTRACT(YEAR FROM occurred_at AT TIME ZONE 'UTC') * 12"
-    " + EXTRACT(MONTH FROM occurred_at AT TIME ZONE 'UTC') - 1)",
-    "sqlite": "(CAST(substr(occurred_at, 1, 4) AS INTEGER) * 12"
-    " + CAST(substr(occurred_at, 6, 2) AS INTEGER) - 1)",
+_MONTH = {
+    # the UTC calendar month of a purchase, in each database's own cheap terms
+    "postgresql": "date_trunc('month', occurred_at AT TIME ZONE 'UTC')",
+    "sqlite": "substr(occurred_at, 1, 7)",  # stored as UTC text, 'YYYY-MM-DD HH:MM:SS'
 }
+
+
+def _month_of(value: Any) -> int:
+    """A month as returned by _MONTH (a timestamp or 'YYYY-MM') → months since year 0."""
+    if isinstance(value, str):
+        return int(value[:4]) * 12 + int(value[5:7]) - 1
+    return int(value.year) * 12 + int(value.month) - 1
 
 
 def _month_index(day: date) -> int:
@@ -141,27 +154,27 @@ def cohorts(session: Session, start: date, end: date) -> dict[str, Any]:
     after_last = date(
         end.year + (end.month == 12), end.month % 12 + 1, 1
     )  # the first day after the month of `end`
-    month = _MONTH_INDEX[session.get_bind().dialect.name]
+    reporting_memory(session)
+    month = _MONTH[session.get_bind().dialect.name]
+    # (member, month) pairs once, each with the member's first month (a window, not a self-join)
     rows = session.execute(
         text(
             f"""
-            WITH pm AS (
-              SELECT member_id, {month} AS m FROM purchases
-              WHERE occurred_at < :before GROUP BY member_id, {month}
-            ), first AS (
-              SELECT member_id, MIN(m) AS c FROM pm GROUP BY member_id
-            )
-            SELECT first.c AS c, pm.m - first.c AS k, COUNT(*) AS n
-            FROM pm JOIN first ON first.member_id = pm.member_id
-            WHERE first.c BETWEEN :first_month AND :last_month
-            GROUP BY first.c, pm.m - first.c
+            SELECT c, m, COUNT(*) AS n FROM (
+              SELECT m, MIN(m) OVER (PARTITION BY member_id) AS c FROM (
+                SELECT member_id, {month} AS m FROM purchases
+                 WHERE occurred_at < :before GROUP BY member_id, {month}
+              ) pm
+            ) f GROUP BY c, m
             """
         ).bindparams(bindparam("before", type_=UTCDateTime())),
-        {"before": midnight(after_last), "first_month": first_month, "last_month": last_month},
+        {"before": midnight(after_last)},
     ).all()
     counts: dict[int, dict[int, int]] = {}
-    for c, k, n in rows:
-        counts.setdefault(int(c), {})[int(k)] = int(n)
+    for c_raw, m_raw, n in rows:
+        c = _month_of(c_raw)
+        if first_month <= c <= last_month:
+            counts.setdefault(c, {})[_month_of(m_raw) - c] = int(n)
     out = []
     for c in sorted(counts):
         size = counts[c].get(0, 0)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from loyalty.domain.metrics import midnight
+from loyalty.domain.metrics import midnight, reporting_memory
 from loyalty.models.types import UTCDateTime
 
 SEGMENTS = ("lost", "at_risk", "new", "ambassador", "deal_seeker", "loyal", "occasional")
@@ -52,20 +52,36 @@ def _latest(score: str, member_filter: str) -> str:
     """
 
 
-def _query(one_member: bool) -> Any:
+def _query(one_member: bool, dialect: str) -> Any:
     member_filter = "AND member_id = :member_id" if one_member else ""
-    purchase_filter = "AND p.member_id = :member_id" if one_member else ""
+    materialized = "MATERIALIZED" if dialect == "postgresql" else ""
+    if dialect == "postgresql":
+        lookup = f"""benefit b,
+             LATERAL (SELECT member_id, occurred_at FROM purchases
+                       WHERE id = b.purchase_id {member_filter} OFFSET 0) p"""
+    else:  # SQLite has no LATERAL; its planner looks purchases up by id anyway
+        lookup = "benefit b JOIN purchases p ON p.id = b.purchase_id" + (
+            " AND p.member_id = :member_id" if one_member else ""
+        )
     sql = f"""
-    WITH benefit AS ({_BENEFIT}),
-    pm AS (
-      SELECT p.member_id,
-             MIN(p.occurred_at) AS first_at,
-             SUM(CASE WHEN p.occurred_at >= :window_start THEN 1 ELSE 0 END) AS n_window,
-             SUM(CASE WHEN p.occurred_at >= :recent_start THEN 1 ELSE 0 END) AS n_recent,
-             SUM(CASE WHEN p.occurred_at >= :window_start AND b.purchase_id IS NOT NULL
-                      THEN 1 ELSE 0 END) AS n_benefit
-        FROM purchases p LEFT JOIN benefit b ON b.purchase_id = p.id
-       WHERE p.occurred_at < :end_at {purchase_filter}
+    WITH pm AS (
+      SELECT member_id,
+             MIN(occurred_at) AS first_at,
+             SUM(CASE WHEN occurred_at >= :window_start THEN 1 ELSE 0 END) AS n_window,
+             SUM(CASE WHEN occurred_at >= :recent_start THEN 1 ELSE 0 END) AS n_recent
+        FROM purchases
+       WHERE occurred_at < :end_at {member_filter}
+       GROUP BY member_id
+    ),
+    benefit AS {materialized} (
+      SELECT purchase_id FROM ({_BENEFIT}) u ORDER BY purchase_id  -- lookups in heap order
+    ),
+    -- the few purchases with a benefit, looked up one by one (OFFSET 0 keeps it a lookup, not a
+    -- second pass over all purchases)
+    bm AS (
+      SELECT p.member_id, COUNT(*) AS n_benefit
+        FROM {lookup}
+       WHERE p.occurred_at >= :window_start AND p.occurred_at < :end_at
        GROUP BY p.member_id
     ),
     nps AS ({_latest("nps", member_filter)}),
@@ -75,12 +91,14 @@ def _query(one_member: bool) -> Any:
              WHEN nps.score <= 6 OR ces.score >= 5 OR pm.n_recent = 0 THEN 'at_risk'
              WHEN pm.first_at >= :recent_start THEN 'new'
              WHEN nps.score >= 9 AND pm.n_window >= 2 THEN 'ambassador'
-             WHEN pm.n_window >= 2 AND 2 * pm.n_benefit >= pm.n_window THEN 'deal_seeker'
+             WHEN pm.n_window >= 2 AND 2 * COALESCE(bm.n_benefit, 0) >= pm.n_window
+               THEN 'deal_seeker'
              WHEN pm.n_window >= 2 THEN 'loyal'
              ELSE 'occasional'
            END AS segment,
            COUNT(*) AS members
       FROM pm
+      LEFT JOIN bm ON bm.member_id = pm.member_id
       LEFT JOIN nps ON nps.member_id = pm.member_id
       LEFT JOIN ces ON ces.member_id = pm.member_id
      GROUP BY 1
@@ -90,6 +108,10 @@ def _query(one_member: bool) -> Any:
         bindparam("recent_start", type_=UTCDateTime()),
         bindparam("end_at", type_=UTCDateTime()),
     )
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def _params(as_of: date) -> dict[str, Any]:
@@ -103,7 +125,8 @@ def _params(as_of: date) -> dict[str, Any]:
 
 def segment_counts(session: Session, as_of: date) -> dict[str, Any]:
     """Members per segment as of the end of `as_of`; members who never bought are not counted."""
-    rows = session.execute(_query(False), _params(as_of)).all()
+    reporting_memory(session)
+    rows = session.execute(_query(False, _dialect(session)), _params(as_of)).all()
     counts = dict.fromkeys(SEGMENTS, 0)
     for segment, members in rows:
         counts[segment] = int(members)
@@ -118,5 +141,7 @@ def segment_counts(session: Session, as_of: date) -> dict[str, Any]:
 
 def segment_of(session: Session, member_id: int, as_of: date) -> str | None:
     """The member's segment as of `as_of`; None when they have no purchase up to then."""
-    rows = session.execute(_query(True), {**_params(as_of), "member_id": member_id}).all()
+    rows = session.execute(
+        _query(True, _dialect(session)), {**_params(as_of), "member_id": member_id}
+    ).all()
     return str(rows[0][0]) if rows else None

@@ -1,0 +1,260 @@
+"""Metrics benchmark: import a generated history, then time every metrics endpoint.
+
+    .venv/bin/python bench/metrics.py [--members 100000] [--purchases 1000000] [--runs 5]
+
+On a throw-away PostgreSQL database (127.0.0.1:5432, user postgres; LOYALTY_BENCH_PG to change):
+migrations, then a deterministic history (seed 42) of N members and M purchases over the two years
+2024-11-01 .. 2026-10-31 written to a CSV and imported with `flask loyalty import-purchases` (timed:
+purchases per second, points earned as for live purchases). Some members leave feedback and some
+purchases use a voucher (written with COPY, so segments have their inputs). Then, in-process
+through the Flask test client (the full request path: auth, schema, SQL, JSON), each metrics
+endpoint is called once to warm up and `--runs` times more; the median is printed. Nothing leaves
+the machine; the database is dropped at the end (unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ADMIN_URL = os.environ.get("LOYALTY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+FIRST_DAY = datetime(2024, 11, 1, tzinfo=UTC)
+DAYS = 730  # 2024-11-01 .. 2026-10-31
+
+ENDPOINTS = [
+    ("retention, a quarter", "/api/v1/metrics/retention?start=2026-07-01&end=2026-09-30"),
+    ("segments", "/api/v1/metrics/segments?as_of=2026-10-31"),
+    ("cohorts, 24 months", "/api/v1/metrics/cohorts?start=2024-11-01&end=2026-10-31"),
+    ("feedback, a quarter", "/api/v1/metrics/feedback?start=2026-07-01&end=2026-09-30"),
+    ("vouchers, a quarter", "/api/v1/metrics/vouchers?start=2026-07-01&end=2026-09-30"),
+]
+
+
+def generate(path: Path, members: int, purchases: int, seed: int) -> None:
+    """A history with the shape of a real shop's: each member joins on a day of the two years,
+    buys a number of times drawn from a heavy-tailed distribution (many once, a few often), at
+    gaps that make some loyal and some lapse; the counts are scaled to exactly M purchases."""
+    rng = random.Random(seed)
+    weights = [rng.paretovariate(1.3) for _ in range(members)]
+    scale = (purchases - members) / sum(weights)
+    counts = [1 + int(w * scale) for w in weights]
+    short = purchases - sum(counts)
+    for i in range(abs(short)):  # make the total exact
+        j = i % members
+        if short > 0:
+            counts[j] += 1
+        elif counts[j] > 1:
+            counts[j] -= 1
+    n = 0
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["customer_ref", "external_id", "occurred_at", "amount", "store_id"])
+        for member, count in enumerate(counts, start=1):
+            start = rng.random() * DAYS
+            span = DAYS - start
+            for _ in range(count):
+                at = FIRST_DAY + timedelta(days=start + rng.random() * span)
+                cents = int(rng.lognormvariate(7.5, 0.8))
+                n += 1
+                out.writerow(
+                    [
+                        f"cust-{member}",
+                        f"h-{n}",
+                        at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        f"{cents // 100}.{cents % 100:02d}",
+                        f"store-{rng.randint(1, 20)}",
+                    ]
+                )
+
+
+def add_feedback_and_vouchers(url: str, seed: int) -> tuple[int, int]:
+    """Feedback from about a fifth of the members (NPS, CES, CSAT after one of their purchases)
+    and a used come-back voucher on about one purchase in twenty, written with COPY."""
+    rng = random.Random(seed + 1)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        rows = cur.execute(
+            "SELECT DISTINCT ON (member_id) member_id, id, occurred_at FROM purchases "
+            "ORDER BY member_id, random()"
+        ).fetchall()
+        chosen = [r for r in rows if rng.random() < 0.2]
+        with cur.copy(
+            "COPY feedback (member_id, purchase_id, nps, ces, csat, channel, created_at) FROM STDIN"
+        ) as copy:
+            for member_id, purchase_id, at in chosen:
+                copy.write_row(
+                    (
+                        member_id,
+                        purchase_id,
+                        rng.randint(0, 10),
+                        rng.randint(1, 7),
+                        rng.randint(1, 5),
+                        "api",
+                        at + timedelta(hours=2),
+                    )
+                )
+        used = cur.execute(
+            "SELECT id, member_id, occurred_at FROM purchases TABLESAMPLE BERNOULLI (5) "
+            "REPEATABLE (7)"
+        ).fetchall()
+        with cur.copy(
+            "COPY vouchers (code, member_id, kind, discount_type, value, currency, min_spend, "
+            "valid_from, valid_until, status, campaign, used_at, used_purchase_id, "
+            "discount_given, created_at) FROM STDIN"
+        ) as copy:
+            for i, (purchase_id, member_id, at) in enumerate(used):
+                issued = at - timedelta(days=rng.randint(1, 30))
+                copy.write_row(
+                    (
+                        f"B{i:09d}",
+                        member_id,
+                        "come_back",
+                        "amount",
+                        500,
+                        "EUR",
+                        0,
+                        issued,
+                        issued + timedelta(days=60),
+                        "used",
+                        "come_back",
+                        at,
+                        purchase_id,
+                        500,
+                        issued,
+                    )
+                )
+        conn.commit()
+        conn.autocommit = True
+        cur.execute("VACUUM ANALYZE")
+    return len(chosen), len(used)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--purchases", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep", action="store_true", help="keep the database (name printed)")
+    args = parser.parse_args()
+
+    name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url}
+    try:
+        flask = [str(BIN / "flask"), "--app", "wsgi"]
+        subprocess.run(
+            [*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "history.csv"
+            t0 = time.perf_counter()
+            generate(path, args.members, args.purchases, args.seed)
+            print(
+                f"generated {args.purchases} purchases of {args.members} members "
+                f"({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.1f} s"
+            )
+            t0 = time.perf_counter()
+            done = subprocess.run(
+                [*flask, "loyalty", "import-purchases", str(path)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            seconds = time.perf_counter() - t0
+            print(done.stdout.strip().splitlines()[-1])
+            print(
+                f"import: {seconds:.1f} s, {args.purchases / seconds:,.0f} purchases/s "
+                "(CLI start, parse, COPY, members, ledger entries, balances)"
+            )
+            t0 = time.perf_counter()
+            again = subprocess.run(
+                [*flask, "loyalty", "import-purchases", str(path)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            print(
+                f"re-import of the same file (all already there): "
+                f"{time.perf_counter() - t0:.1f} s; {again.stdout.strip().splitlines()[-1]}"
+            )
+        feedback, vouchers = add_feedback_and_vouchers(url, args.seed)
+        print(f"added {feedback} feedback records and {vouchers} used vouchers; VACUUM ANALYZE")
+        check = subprocess.run(
+            [*flask, "loyalty", "verify-ledger"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print("verify-ledger:", (check.stdout + check.stderr).strip().splitlines()[-1])
+
+        os.environ["DATABASE_URL"] = url
+        sys.path.insert(0, str(ROOT))
+        from loyalty import auth, create_app
+        from loyalty.extensions import db
+        from loyalty.models import ApiClient
+
+        app = create_app({"LOYALTY_API_KEY_CACHE_SECONDS": 60})
+        key = auth.generate_key()
+        with app.app_context():
+            db.session.add(
+                ApiClient(
+                    name="bench-reports",
+                    key_hash=auth.hash_key(key),
+                    key_prefix=key[:12],
+                    scopes=["reports"],
+                )
+            )
+            db.session.commit()
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {key}"}
+        print(f"endpoint timings, median of {args.runs} after a warm-up (in-process):")
+        for label, path_ in ENDPOINTS:
+            times = []
+            for i in range(args.runs + 1):
+                t0 = time.perf_counter()
+                r = client.get(path_, headers=headers)
+                elapsed = time.perf_counter() - t0
+                if r.status_code != 200:
+                    raise SystemExit(f"{path_}: {r.status_code} {r.get_data(as_text=True)}")
+                if i:
+                    times.append(elapsed)
+            print(
+                f"  {label:<22} {1000 * statistics.median(times):7.0f} ms "
+                f"(min {1000 * min(times):.0f}, max {1000 * max(times):.0f})  {path_}"
+            )
+            if label == "segments":
+                print("   ", {k: v for k, v in r.json.items() if k not in ("segments",)})
+        with app.app_context():
+            db.engine.dispose()
+    finally:
+        if args.keep:
+            print(f"kept database {name}")
+        else:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
