@@ -248,7 +248,6 @@ def import_purchases(file: Any, no_earn: bool, check_only: bool, batch_size: int
                 check_only=check_only,
                 batch_rows=batch_size,
                 progress=progress,
-                commit=db.session.commit,
             )
     except imports.HeaderError as exc:
         db.session.rollback()

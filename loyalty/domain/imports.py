@@ -17,8 +17,11 @@ members' balances move under a row lock in the same transaction.
 
 from __future__ import annotations
 
+import contextvars
 import csv
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -153,6 +156,29 @@ class RowParser:
         return at
 
     def parse(self, line: int, values: dict[str, str]) -> tuple[Row | None, list[RowError]]:
+        """The row, or None and every error of the row (each field checked)."""
+        try:  # the common case, a good row, without collecting anything
+            store_id = (values.get("store_id") or "").strip()
+            currency = (values.get("currency") or "").strip().upper()
+            if currency and currency != self.currency:
+                raise ValueError(currency)
+            amount = self.amount(values.get("amount") or "")
+            points = (
+                earning.scale(amount, self.rate[0], self.exponent, self.rate[1]) if self.earn else 0
+            )
+            return (
+                line,
+                _text((values.get("customer_ref") or "").strip(), 100),
+                _text(values.get("external_id") or "", 255),
+                self.occurred_at(values.get("occurred_at") or ""),
+                amount,
+                _text(store_id, 100) if store_id else None,
+                points,
+            ), []
+        except ValueError:
+            return None, self._errors(line, values)
+
+    def _errors(self, line: int, values: dict[str, str]) -> list[RowError]:
         errors: list[RowError] = []
 
         def check(name: str, convert: Callable[[str], Any]) -> Any:
@@ -162,22 +188,17 @@ class RowParser:
                 errors.append(RowError(line, name, str(exc)))
                 return None
 
-        ref = check("customer_ref", lambda v: _text(v.strip(), 100))
-        external_id = check("external_id", lambda v: _text(v, 255))
-        occurred_at = check("occurred_at", self.occurred_at)
-        amount = check("amount", self.amount)
-        store_id = check("store_id", lambda v: _text(v.strip(), 100) if v.strip() else None)
+        check("customer_ref", lambda v: _text(v.strip(), 100))
+        check("external_id", lambda v: _text(v, 255))
+        check("occurred_at", self.occurred_at)
+        check("amount", self.amount)
+        check("store_id", lambda v: _text(v.strip(), 100) if v.strip() else None)
         currency = (values.get("currency") or "").strip().upper()
         if currency and currency != self.currency:
             errors.append(
                 RowError(line, "currency", f"{currency} is not the programme's {self.currency}")
             )
-        if errors:
-            return None, errors
-        points = (
-            earning.scale(amount, self.rate[0], self.exponent, self.rate[1]) if self.earn else 0
-        )
-        return (line, ref, external_id, occurred_at, amount, store_id, points), []
+        return errors
 
 
 def _text(value: str, max_len: int) -> str:
@@ -221,70 +242,129 @@ def import_purchases(
     check_only: bool = False,
     batch_rows: int = BATCH_ROWS,
     progress: Callable[[int], None] | None = None,
-    commit: Callable[[], None] | None = None,
 ) -> ImportResult:
-    """Import a CSV file of purchases (see the module docstring). Each good batch is written and
-    `commit` is called (the caller owns the transaction: commit, or a test's flush); a batch with
-    a bad row is rolled back whole. `check_only` reads and checks every row, writing nothing.
-    Raises HeaderError."""
+    """Import a CSV file of purchases (see the module docstring): each good batch is written
+    and committed on its own (a failure rolls that batch back and is raised); a batch with a bad
+    row is not written. `check_only` reads and checks every row, writing nothing. On PostgreSQL
+    a writer thread writes batch N while this one reads and checks batch N + 1 (the database
+    works while Python parses). Raises HeaderError."""
     result = ImportResult()
     now = utcnow()
-    program = get_program(session)
-    parser = RowParser(program, earn=earn, now=now)
+    parser = RowParser(get_program(session), earn=earn, now=now)
     client_id = None
     if not check_only:
         client_id = system_actor(session, "import", "(import)").client_id
-        if commit:
-            commit()
-    batch: list[Row] = []
-    batch_failed = False
-    first_line = 0
-    seen: dict[str, int] = {}  # external_id → its first line, over the whole file
+        session.commit()
 
-    def flush_batch(last_line: int) -> None:
-        nonlocal batch, batch_failed
-        if batch_failed:
-            result.failed_batches.append((first_line, last_line))
-        elif batch and not check_only:
-            assert client_id is not None
+    def write(rows: list[Row]) -> None:
+        assert client_id is not None
+        try:
             _write_batch(
-                session, batch, result, client_id=client_id, currency=parser.currency, now=now
+                session, rows, result, client_id=client_id, currency=parser.currency, now=now
             )
-            result.batches += 1
-            if commit:
-                commit()
-        batch, batch_failed = [], False
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        result.batches += 1
 
-    last = 1
-    for line, values in read_rows(handle, result):
-        if not batch and not batch_failed:
-            first_line = line
-        last = line
+    postgres = session.get_bind().dialect.name == "postgresql"
+    writer = _Writer(write, threaded=postgres and not check_only)
+    batcher = _Batcher(parser, result, writer if not check_only else None)
+    try:
+        for line, values in read_rows(handle, result):
+            batcher.add(line, values)
+            if result.rows % batch_rows == 0:
+                batcher.flush(line)
+                if progress:
+                    progress(batch_rows)
+        batcher.flush(batcher.last_line)
+        if progress:
+            progress(result.rows % batch_rows)
+    finally:
+        writer.close()
+    return result
+
+
+class _Batcher:
+    """Collects checked rows into the current batch; a bad row fails its whole batch."""
+
+    def __init__(self, parser: RowParser, result: ImportResult, writer: _Writer | None) -> None:
+        self.parser, self.result, self.writer = parser, result, writer
+        self.rows: list[Row] = []
+        self.failed = False
+        self.first_line = self.last_line = 1
+        self.seen: dict[str, int] = {}  # external_id → its first line, over the whole file
+
+    def add(self, line: int, values: dict[str, str]) -> None:
+        result = self.result
+        if not self.rows and not self.failed:
+            self.first_line = line
+        self.last_line = line
         result.rows += 1
         if "__width__" in values:
             row, errors = None, [RowError(line, "row", values["__width__"])]
         else:
-            row, errors = parser.parse(line, values)
+            row, errors = self.parser.parse(line, values)
         if row is not None:
-            earlier = seen.setdefault(row[2], line)
+            earlier = self.seen.setdefault(row[2], line)
             if earlier != line:
-                errors = [RowError(line, "external_id", f"repeats line {earlier}")]
-                row = None
+                row, errors = None, [RowError(line, "external_id", f"repeats line {earlier}")]
         if errors:
             result.error_count += len(errors)
             room = MAX_REPORTED_ERRORS - len(result.errors)
             result.errors.extend(errors[: max(0, room)])
-            batch_failed = True
-        if row is not None and not batch_failed:
-            batch.append(row)
-        if result.rows % batch_rows == 0:
-            flush_batch(line)
-            if progress:
-                progress(batch_rows)
-    flush_batch(last)
-    if progress:
-        progress(result.rows % batch_rows)
-    return result
+            self.failed = True
+        elif not self.failed:
+            assert row is not None
+            self.rows.append(row)
+
+    def flush(self, last_line: int) -> None:
+        if self.failed:
+            self.result.failed_batches.append((self.first_line, last_line))
+        elif self.rows and self.writer is not None:
+            self.writer.submit(self.rows)
+        self.rows, self.failed = [], False
+
+
+class _Writer:
+    """Writes batches inline, or on a thread of its own with a queue of two batches ahead. An
+    error stops the writing; it is raised to the reader at its next submit or at close."""
+
+    def __init__(self, write: Callable[[list[Row]], None], *, threaded: bool) -> None:
+        self.write = write
+        self.error: BaseException | None = None
+        self.queue: queue.Queue[list[Row] | None] | None = None
+        if threaded:
+            self.queue = queue.Queue(maxsize=2)
+            context = contextvars.copy_context()  # e.g. the write_transaction flag
+            self.thread = threading.Thread(target=context.run, args=(self._run,), daemon=True)
+            self.thread.start()
+
+    def submit(self, rows: list[Row]) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.queue is None:
+            self.write(rows)
+        else:
+            self.queue.put(rows)
+
+    def _run(self) -> None:
+        assert self.queue is not None
+        while (rows := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.write(rows)
+                except BaseException as exc:
+                    self.error = exc
+
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.queue = None
+        if self.error is not None:
+            raise self.error
 
 
 def _write_batch(
