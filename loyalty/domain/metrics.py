@@ -227,9 +227,10 @@ _VOUCHERS_ISSUED = (
     SELECT v.kind, v.campaign, v.status, v.created_at, v.valid_from, v.valid_until,
            (SELECT MIN(p.occurred_at) FROM purchases p
              WHERE p.member_id = v.member_id AND p.occurred_at > v.created_at) AS next_at,
-           (SELECT COUNT(*) FROM purchases p
-             WHERE p.member_id = v.member_id
-               AND p.occurred_at >= v.valid_from AND p.occurred_at < v.valid_until) AS in_window
+           EXISTS (SELECT 1 FROM purchases p
+                    WHERE p.member_id = v.member_id
+                      AND p.occurred_at >= v.valid_from
+                      AND p.occurred_at < v.valid_until) AS in_window
       FROM vouchers v
      WHERE v.created_at >= :begin AND v.created_at < :stop
     """
@@ -244,9 +245,10 @@ _VOUCHERS_ISSUED = (
 _HOLDOUTS = text(
     """
     SELECT h.kind, h.campaign,
-           (SELECT COUNT(*) FROM purchases p
-             WHERE p.member_id = h.member_id
-               AND p.occurred_at >= h.valid_from AND p.occurred_at < h.valid_until) AS in_window
+           EXISTS (SELECT 1 FROM purchases p
+                    WHERE p.member_id = h.member_id
+                      AND p.occurred_at >= h.valid_from
+                      AND p.occurred_at < h.valid_until) AS in_window
       FROM voucher_holdouts h
      WHERE h.created_at >= :begin AND h.created_at < :stop
     """

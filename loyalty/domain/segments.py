@@ -67,8 +67,8 @@ def _query(one_member: bool, dialect: str) -> Any:
     WITH pm AS (
       SELECT member_id,
              MIN(occurred_at) AS first_at,
-             SUM(CASE WHEN occurred_at >= :window_start THEN 1 ELSE 0 END) AS n_window,
-             SUM(CASE WHEN occurred_at >= :recent_start THEN 1 ELSE 0 END) AS n_recent
+             COUNT(*) FILTER (WHERE occurred_at >= :window_start) AS n_window,
+             COUNT(*) FILTER (WHERE occurred_at >= :recent_start) AS n_recent
         FROM purchases
        WHERE occurred_at < :end_at {member_filter}
        GROUP BY member_id
