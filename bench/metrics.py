@@ -88,7 +88,7 @@ def add_feedback_and_vouchers(url: str, seed: int) -> tuple[int, int]:
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         rows = cur.execute(
             "SELECT DISTINCT ON (member_id) member_id, id, occurred_at FROM purchases "
-            "ORDER BY member_id, random()"
+            "ORDER BY member_id, id DESC"  # each member's latest purchase: deterministic
         ).fetchall()
         chosen = [r for r in rows if rng.random() < 0.2]
         with cur.copy(
