@@ -169,34 +169,27 @@ def main() -> None:
                 f"generated {args.purchases} purchases of {args.members} members "
                 f"({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.1f} s"
             )
-            t0 = time.perf_counter()
-            done = subprocess.run(
-                [*flask, "loyalty", "import-purchases", str(path)],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            seconds = time.perf_counter() - t0
-            print(done.stdout.strip().splitlines()[-1])
+
+            def timed_import() -> tuple[float, str]:
+                t0 = time.perf_counter()
+                done = subprocess.run(
+                    [*flask, "loyalty", "import-purchases", str(path)],
+                    cwd=ROOT,
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                return time.perf_counter() - t0, done.stdout.strip().splitlines()[-1]
+
+            seconds, summary = timed_import()
+            print(summary)
             print(
                 f"import: {seconds:.1f} s, {args.purchases / seconds:,.0f} purchases/s "
                 "(CLI start, parse, COPY, members, ledger entries, balances)"
             )
-            t0 = time.perf_counter()
-            again = subprocess.run(
-                [*flask, "loyalty", "import-purchases", str(path)],
-                cwd=ROOT,
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            print(
-                f"re-import of the same file (all already there): "
-                f"{time.perf_counter() - t0:.1f} s; {again.stdout.strip().splitlines()[-1]}"
-            )
+            seconds, summary = timed_import()
+            print(f"re-import of the same file (all already there): {seconds:.1f} s; {summary}")
         feedback, vouchers = add_feedback_and_vouchers(url, args.seed)
         print(f"added {feedback} feedback records and {vouchers} used vouchers; VACUUM ANALYZE")
         check = subprocess.run(

@@ -221,38 +221,36 @@ def _round(value: float | None, places: int = 4) -> float | None:
     return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def _bought_within_validity(alias: str) -> str:
+    """SQL: whether the member of row `alias` bought within its [valid_from, valid_until)."""
+    return f"""EXISTS (SELECT 1 FROM purchases p
+                    WHERE p.member_id = {alias}.member_id
+                      AND p.occurred_at >= {alias}.valid_from
+                      AND p.occurred_at < {alias}.valid_until)"""
+
+
+_PERIOD = (bindparam("begin", type_=UTCDateTime()), bindparam("stop", type_=UTCDateTime()))
 _VOUCHERS_ISSUED = (
     text(
-        """
+        f"""
     SELECT v.kind, v.campaign, v.status, v.created_at, v.valid_from, v.valid_until,
            (SELECT MIN(p.occurred_at) FROM purchases p
              WHERE p.member_id = v.member_id AND p.occurred_at > v.created_at) AS next_at,
-           EXISTS (SELECT 1 FROM purchases p
-                    WHERE p.member_id = v.member_id
-                      AND p.occurred_at >= v.valid_from
-                      AND p.occurred_at < v.valid_until) AS in_window
+           {_bought_within_validity("v")} AS in_window
       FROM vouchers v
      WHERE v.created_at >= :begin AND v.created_at < :stop
     """
     )
-    .bindparams(
-        bindparam("begin", type_=UTCDateTime()),
-        bindparam("stop", type_=UTCDateTime()),
-    )
+    .bindparams(*_PERIOD)
     .columns(created_at=UTCDateTime(), next_at=UTCDateTime())
 )
-
 _HOLDOUTS = text(
-    """
-    SELECT h.kind, h.campaign,
-           EXISTS (SELECT 1 FROM purchases p
-                    WHERE p.member_id = h.member_id
-                      AND p.occurred_at >= h.valid_from
-                      AND p.occurred_at < h.valid_until) AS in_window
+    f"""
+    SELECT h.kind, h.campaign, {_bought_within_validity("h")} AS in_window
       FROM voucher_holdouts h
      WHERE h.created_at >= :begin AND h.created_at < :stop
     """
-).bindparams(bindparam("begin", type_=UTCDateTime()), bindparam("stop", type_=UTCDateTime()))
+).bindparams(*_PERIOD)
 
 
 def vouchers(session: Session, start: date, end: date) -> dict[str, Any]:
