@@ -34,6 +34,8 @@ BIN = Path(sys.executable).parent
 ADMIN_URL = os.environ.get("LOYALTY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 FIRST_DAY = datetime(2024, 11, 1, tzinfo=UTC)
 DAYS = 730  # 2024-11-01 .. 2026-10-31
+# The server settings an import's speed depends on, printed with the figures.
+SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "synchronous_commit")
 
 ENDPOINTS = [
     ("retention, a quarter", "/api/v1/metrics/retention?start=2026-07-01&end=2026-09-30"),
@@ -155,6 +157,12 @@ def main() -> None:
     url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        settings = conn.execute(
+            "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) "
+            "FROM pg_settings WHERE name = ANY(%s)",
+            (list(SETTINGS),),
+        ).fetchone()
+        print(f"PostgreSQL {conn.info.server_version // 10000}: {settings[0] if settings else ''}")
     env = {**os.environ, "DATABASE_URL": url}
     try:
         flask = [str(BIN / "flask"), "--app", "wsgi"]

@@ -142,6 +142,21 @@ def test_no_earn_records_purchases_without_points(app, runner, tmp_path) -> None
         assert db.session.scalar(select(func.sum(Member.points))) == 0
 
 
+def test_new_members_are_numbered_in_the_order_the_file_first_names_them(
+    app, runner, tmp_path
+) -> None:
+    # refs whose sorted and hashed orders differ from the file's; 3 batches of 2 rows
+    refs = ["zeta", "alpha", "mu", "alpha", "beta", "zeta", "omega", "kappa"]
+    text = "customer_ref,external_id,occurred_at,amount\n" + "".join(
+        f"{ref},o-{i},2026-01-0{i + 1},1\n" for i, ref in enumerate(refs)
+    )
+    out = run(runner, write(tmp_path, text), "--batch-size", "3")
+    assert out.exit_code == 0, out.output
+    with app.app_context():
+        created = db.session.scalars(select(Member.external_ref).order_by(Member.id)).all()
+    assert created == ["zeta", "alpha", "mu", "beta", "omega", "kappa"]
+
+
 BAD = """customer_ref,external_id,occurred_at,amount
 ok-1,g-1,2026-01-05,1.00
 ok-1,g-2,2026-01-06,2.00

@@ -452,12 +452,16 @@ def _sql(statement: str) -> Any:
     return text(statement).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
+# New customers become members in the order the file first names them (ids follow the file, the
+# same on every run; a bare DISTINCT would number them in hash order).
 _CREATE_MEMBERS = _sql(
     """
     INSERT INTO members (external_ref, marketing_consent, points, held, available_floor,
                          created_at, updated_at)
-    SELECT DISTINCT s.customer_ref, :no, 0, 0, 0, :now, :now FROM import_staging s
+    SELECT s.customer_ref, :no, 0, 0, 0, :now, :now FROM import_staging s
      WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.external_ref = s.customer_ref)
+     GROUP BY s.customer_ref
+     ORDER BY MIN(s.line)
     ON CONFLICT (external_ref) DO NOTHING
     """
 )
