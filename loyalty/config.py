@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,30 @@ def _database_url(instance_path: str) -> str:
     return url
 
 
+def _secret_key(instance_path: str) -> str:
+    """SECRET_KEY from the environment; else a random key kept in `instance/secret_key`, made once
+    (0600) and shared by every process on this machine. It signs the receipts' feedback tokens, so
+    it must never be a value anyone can read in the source. Several hosts behind one database
+    must share one SECRET_KEY (set it in the environment)."""
+    key = os.environ.get("SECRET_KEY", "").strip()
+    if key:
+        return key
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        Path(instance_path).mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        try:  # atomic: of two processes starting at once, the first link wins, both read it
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
@@ -30,7 +55,7 @@ class Config:
     """Settings from the environment; `create_app(overrides)` may replace any of them."""
 
     def __init__(self, instance_path: str) -> None:
-        self.SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+        self.SECRET_KEY = _secret_key(instance_path)
         self.SQLALCHEMY_DATABASE_URI = _database_url(instance_path)
         # pre-ping costs a round trip per request; without it a connection broken by a database
         # restart fails one request, after which the pool replaces its connections.
