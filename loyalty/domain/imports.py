@@ -7,8 +7,13 @@ retailer's own customer id: an unknown one creates a member keeping it as `exter
 error), and optional `currency` (must be the programme's) and `store_id`.
 
 Rows are read in batches of `batch_rows`. A batch with any bad row is written not at all (every
-bad line is reported); a good batch is written in one transaction with bulk statements (COPY into
-a temporary table on PostgreSQL, executemany on SQLite), never a statement per row. Purchases are
+bad line is reported); a good batch is written in one transaction with bulk statements, never a
+statement per row. On PostgreSQL a batch none of whose purchases is there yet (a first import)
+goes the direct path: members looked up or created in bulk, locked in id order, then binary COPY
+straight into purchases and ledger entries with ids, points and `balance_after` worked out in
+Python. Any other batch (a re-run, an overlap, a member renamed under the import), and every batch
+on SQLite, goes the staging path: COPY (executemany on SQLite) into a temporary table, then
+INSERT … SELECT … ON CONFLICT DO NOTHING and the entries by SQL. Purchases are
 recorded under the API client `import`, so `(import, external_id)` is unique: running the same
 file again imports nothing twice. Unless `earn` is off, each new purchase earns as a live one
 would (`earning.scale`), posted as one `earn` ledger entry with its `balance_after`, and the
@@ -21,6 +26,7 @@ import contextvars
 import csv
 import queue
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +58,7 @@ BATCH_ROWS = 20_000
 MAX_REPORTED_ERRORS = 100
 MAX_AMOUNT = 10**12
 MAX_CLOCK_SKEW = timedelta(hours=24)
+SWITCH_INTERVAL = 0.0001  # seconds; see _Writer
 _AMOUNT = re.compile(r"^(\d{1,15})(?:\.(\d+))?$")
 
 _meta = MetaData()
@@ -105,6 +112,7 @@ class ImportResult:
     error_count: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     row_triggers_skipped: bool = False
+    direct_batches: int = 0  # written by the direct path (PostgreSQL, nothing of them there yet)
 
     @property
     def ok(self) -> bool:
@@ -252,23 +260,30 @@ def import_purchases(
     now = utcnow()
     parser = RowParser(get_program(session), earn=earn, now=now)
     client_id = None
+    postgres = session.get_bind().dialect.name == "postgresql"
     if not check_only:
         client_id = system_actor(session, "import", "(import)").client_id
         session.commit()
 
+    members: dict[str, int] = {}  # customer_ref → member id, as committed (direct path)
+
     def write(rows: list[Row]) -> None:
         assert client_id is not None
+        args = {"client_id": client_id, "currency": parser.currency, "now": now}
         try:
-            _write_batch(
-                session, rows, result, client_id=client_id, currency=parser.currency, now=now
-            )
+            if postgres and _write_batch_direct(session, rows, result, members, **args):
+                session.commit()
+                result.batches += 1
+                result.direct_batches += 1
+                return
+            session.rollback()
+            _write_batch(session, rows, result, **args)
             session.commit()
         except BaseException:
             session.rollback()
             raise
         result.batches += 1
 
-    postgres = session.get_bind().dialect.name == "postgresql"
     writer = _Writer(write, threaded=postgres and not check_only)
     batcher = _Batcher(parser, result, writer if not check_only else None)
     try:
@@ -339,6 +354,11 @@ class _Writer:
             self.queue = queue.Queue(maxsize=2)
             context = contextvars.copy_context()  # e.g. the write_transaction flag
             self.thread = threading.Thread(target=context.run, args=(self._run,), daemon=True)
+            # The reader holds the GIL while it parses; the writer wants it back after every
+            # round trip and COPY chunk. At the default 5 ms switch interval those waits were a
+            # fifth of the import (34.6 → 28.2 s for 1M rows at 0.1 ms, 2026-11-23).
+            self.switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_INTERVAL)
             self.thread.start()
 
     def submit(self, rows: list[Row]) -> None:
@@ -363,6 +383,7 @@ class _Writer:
             self.queue.put(None)
             self.thread.join()
             self.queue = None
+            sys.setswitchinterval(self.switch_interval)
         if self.error is not None:
             raise self.error
 
@@ -422,6 +443,197 @@ def _write_batch(
                 "members; the batch is rolled back"
             )
         result.points_earned += int(earned or 0)
+
+
+class _Fallback(Exception):
+    """The direct path cannot write this batch as it stands; the staging path will."""
+
+
+def _write_batch_direct(
+    session: Session,
+    rows: list[Row],
+    result: ImportResult,
+    members: dict[str, int],
+    *,
+    client_id: int,
+    currency: str,
+    now: datetime,
+) -> bool:
+    """PostgreSQL, a batch of purchases none of which is there yet (the usual case: a first
+    import): binary COPY straight into purchases and ledger_entries, the references and
+    balances worked out here, where the parsing core has time to spare, not by joins in the
+    database. Returns False, having written nothing the caller keeps (it rolls back), when the
+    batch needs the staging path: a purchase already there (a re-run), or a member whose
+    `external_ref` changed under the import.
+
+    `members` maps customer_ref → id for members known to exist (committed); the batch's new
+    ones join it only once the batch is written."""
+    conn = session.connection()
+    raw: Any = conn.connection.driver_connection
+    try:
+        with raw.cursor() as cur:
+            if _any_there(cur, client_id, rows):
+                return False
+            result_triggers = _skip_row_triggers(conn)
+            refs = list(dict.fromkeys(row[1] for row in rows))  # first appearance order
+            known, created = _member_ids(cur, refs, members, now)
+            ids = sorted(set(known.values()))
+            cur.execute(
+                "SELECT id, external_ref, points FROM members WHERE id = ANY(%s) "
+                "ORDER BY id FOR UPDATE",
+                (ids,),
+            )
+            balance: dict[int, int] = {}
+            for member_id, ref, points in cur:
+                if known.get(ref) != member_id:
+                    raise _Fallback(ref)
+                balance[member_id] = points
+            if len(balance) != len(ids):
+                raise _Fallback("a member is gone")
+            cur.execute(
+                "SELECT nextval('purchases_id_seq') FROM generate_series(1, %s)", (len(rows),)
+            )
+            purchase_ids = [r[0] for r in cur]
+            earns: list[tuple[int, int, int]] = []  # member, purchase, points
+            with cur.copy(_COPY_PURCHASES) as copy:
+                copy.set_types(_PURCHASE_TYPES)
+                for purchase_id, (_, ref, external_id, at, amount, store, points) in zip(
+                    purchase_ids, rows, strict=True
+                ):
+                    member_id = known[ref]
+                    copy.write_row(
+                        (
+                            purchase_id,
+                            member_id,
+                            client_id,
+                            external_id,
+                            amount,
+                            currency,
+                            at,
+                            store,
+                            points,
+                            0,
+                            0,
+                            now,
+                        )
+                    )
+                    if points > 0:
+                        earns.append((member_id, purchase_id, points))
+            earns.sort()
+            earned_by: dict[int, int] = {}
+            with cur.copy(_COPY_ENTRIES) as copy:
+                copy.set_types(_ENTRY_TYPES)
+                for member_id, purchase_id, points in earns:
+                    balance[member_id] += points
+                    earned_by[member_id] = earned_by.get(member_id, 0) + points
+                    copy.write_row(
+                        (
+                            member_id,
+                            "earn",
+                            points,
+                            balance[member_id],
+                            "purchase",
+                            purchase_id,
+                            client_id,
+                            "import",
+                            now,
+                        )
+                    )
+            if earned_by:
+                cur.execute(
+                    _UPDATE_BALANCES_DIRECT,
+                    (now, list(earned_by), list(earned_by.values())),
+                )
+                if cur.rowcount != len(earned_by):
+                    raise ImportReferenceError(
+                        f"updated {cur.rowcount} of {len(earned_by)} members; rolled back"
+                    )
+    except _Fallback:
+        return False
+    except DBAPIError as exc:  # a purchase that arrived after the check: the staging path
+        if getattr(exc.orig, "sqlstate", None) == "23505":
+            return False
+        raise
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) == "23505":  # psycopg's own UniqueViolation
+            return False
+        raise
+    result.row_triggers_skipped = result_triggers
+    result.imported += len(rows)
+    result.members_created += len(created)
+    result.points_earned += sum(earned_by.values())
+    members.update(known)
+    return True
+
+
+def _any_there(cur: Any, client_id: int, rows: list[Row]) -> bool:
+    """Whether the batch's first or last purchase is recorded already: a re-run of a file, which
+    the staging path (ON CONFLICT) handles. A purchase in between that is there fails the
+    COPY on the unique index instead, and the batch goes the staging path after all."""
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM purchases WHERE api_client_id = %s "
+        "AND external_id IN (%s, %s))",
+        (client_id, rows[0][2], rows[-1][2]),
+    )
+    return bool(cur.fetchone()[0])
+
+
+def _member_ids(
+    cur: Any, refs: list[str], members: dict[str, int], now: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """(every ref of the batch → member id, the ones created now). Unknown refs are looked up,
+    then created in the order given (ids follow the file)."""
+    known = {ref: members[ref] for ref in refs if ref in members}
+    missing = [ref for ref in refs if ref not in known]
+    created: dict[str, int] = {}
+    if missing:
+        cur.execute("SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing,))
+        known.update(cur.fetchall())
+        missing = [ref for ref in missing if ref not in known]
+    if missing:
+        cur.execute(_CREATE_MEMBERS_DIRECT, (now, now, missing))
+        created = dict(cur.fetchall())
+        known.update(created)
+        missing = [ref for ref in missing if ref not in known]
+    if missing:  # created by someone else since the lookup
+        cur.execute("SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing,))
+        known.update(cur.fetchall())
+    if len(known) != len(refs):
+        raise _Fallback("a member could not be found or created")
+    return known, created
+
+
+_COPY_PURCHASES = (
+    "COPY purchases (id, member_id, api_client_id, external_id, amount, currency, occurred_at, "
+    "store_id, points_earned, returned_amount, points_reversed, created_at) FROM STDIN "
+    "(FORMAT BINARY)"
+)
+_PURCHASE_TYPES = [
+    "int8", "int8", "int8", "text", "int8", "text", "timestamptz", "text", "int8", "int8",
+    "int8", "timestamptz",
+]  # fmt: skip
+_COPY_ENTRIES = (
+    "COPY ledger_entries (member_id, kind, points, balance_after, reason, purchase_id, "
+    "api_client_id, actor, created_at) FROM STDIN (FORMAT BINARY)"
+)
+_ENTRY_TYPES = ["int8", "text", "int8", "int8", "text", "int8", "int8", "text", "timestamptz"]
+_CREATE_MEMBERS_DIRECT = """
+    INSERT INTO members (external_ref, marketing_consent, points, held, available_floor,
+                         created_at, updated_at)
+    SELECT u.ref, false, 0, 0, 0, %s, %s FROM unnest(%s::text[]) WITH ORDINALITY AS u(ref, n)
+     ORDER BY u.n
+    ON CONFLICT (external_ref) DO NOTHING
+    RETURNING external_ref, id
+"""
+_UPDATE_BALANCES_DIRECT = """
+    UPDATE members SET
+      points = points + t.earned,
+      available_floor = CASE WHEN points + t.earned - held < 0
+                             THEN points + t.earned - held ELSE 0 END,
+      updated_at = %s
+    FROM unnest(%s::bigint[], %s::bigint[]) AS t(id, earned)
+    WHERE members.id = t.id
+"""
 
 
 def _skip_row_triggers(conn: Any) -> bool:
