@@ -27,6 +27,8 @@ class Member(Base):
         # A spend can never take `available` below zero; only a return's debt can (see ledger.py).
         CheckConstraint("points - held >= available_floor", name="available_above_floor"),
         Index("ix_members_created_at_id", "created_at", "id"),
+        # room on each page for the balance's next row version (HOT updates): migration 0008
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
