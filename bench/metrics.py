@@ -1,6 +1,6 @@
 """Metrics benchmark: import a generated history, then time every metrics endpoint.
 
-    .venv/bin/python bench/metrics.py [--members 100000] [--purchases 1000000] [--runs 5]
+    .venv/bin/python bench/metrics.py [--members N] [--purchases M] [--runs 5] [--no-earn]
 
 On a throw-away PostgreSQL database (127.0.0.1:5432, user postgres; LOYALTY_BENCH_PG to change):
 migrations, then a deterministic history (seed 42) of N members and M purchases over the two years
@@ -151,6 +151,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the database (name printed)")
+    parser.add_argument(
+        "--no-earn", action="store_true", help="import without points (purchases only)"
+    )
     args = parser.parse_args()
 
     name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
@@ -181,7 +184,8 @@ def main() -> None:
             def timed_import() -> tuple[float, str]:
                 t0 = time.perf_counter()
                 done = subprocess.run(
-                    [*flask, "loyalty", "import-purchases", str(path)],
+                    [*flask, "loyalty", "import-purchases", str(path)]
+                    + (["--no-earn"] if args.no_earn else []),
                     cwd=ROOT,
                     env=env,
                     check=True,
