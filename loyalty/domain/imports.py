@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -47,13 +48,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from loyalty.domain import earning
+from loyalty.domain import earning, ledger
 from loyalty.domain.clients import system_actor
 from loyalty.domain.program import get_program
 from loyalty.models.types import UTCDateTime, utcnow
 
 REQUIRED = ("customer_ref", "external_id", "occurred_at", "amount")
 OPTIONAL = ("currency", "store_id")
+IMPORT_ACTOR = "import"  # the API client purchases and ledger entries are recorded under
 BATCH_ROWS = 20_000
 MAX_REPORTED_ERRORS = 100
 MAX_AMOUNT = 10**12
@@ -262,7 +264,7 @@ def import_purchases(
     client_id = None
     postgres = session.get_bind().dialect.name == "postgresql"
     if not check_only:
-        client_id = system_actor(session, "import", "(import)").client_id
+        client_id = system_actor(session, IMPORT_ACTOR, "(import)").client_id
         session.commit()
 
     members: dict[str, int] = {}  # customer_ref → member id, as committed (direct path)
@@ -432,8 +434,9 @@ def _write_batch(
     result.duplicates += len(rows) - inserted
     if inserted:
         earning_rows, earned = conn.execute(_EARNINGS).one()
-        posted = conn.execute(_POST_ENTRIES, params).rowcount
-        updated = conn.execute(_UPDATE_BALANCES, params).rowcount
+        posted, updated = ledger.credit_earnings_from(
+            session, _NEW.name, client_id=client_id, actor_name=IMPORT_ACTOR, now=now
+        )
         members = conn.execute(_EARNING_MEMBERS).scalar()
         # The references are made by the statements' joins (members locked, purchases just
         # returned); were one missing, a join would have dropped its row: count them.
@@ -494,7 +497,7 @@ def _write_batch_direct(
                 "SELECT nextval('purchases_id_seq') FROM generate_series(1, %s)", (len(rows),)
             )
             purchase_ids = [r[0] for r in cur]
-            earns: list[tuple[int, int, int]] = []  # member, purchase, points
+            earnings: list[tuple[int, int, int]] = []  # member, purchase, points
             with cur.copy(_COPY_PURCHASES) as copy:
                 copy.set_types(_PURCHASE_TYPES)
                 for purchase_id, (_, ref, external_id, at, amount, store, points) in zip(
@@ -518,50 +521,21 @@ def _write_batch_direct(
                         )
                     )
                     if points > 0:
-                        earns.append((member_id, purchase_id, points))
-            earns.sort()
-            earned_by: dict[int, int] = {}
-            with cur.copy(_COPY_ENTRIES) as copy:
-                copy.set_types(_ENTRY_TYPES)
-                for member_id, purchase_id, points in earns:
-                    balance[member_id] += points
-                    earned_by[member_id] = earned_by.get(member_id, 0) + points
-                    copy.write_row(
-                        (
-                            member_id,
-                            "earn",
-                            points,
-                            balance[member_id],
-                            "purchase",
-                            purchase_id,
-                            client_id,
-                            "import",
-                            now,
-                        )
-                    )
-            if earned_by:
-                cur.execute(
-                    _UPDATE_BALANCES_DIRECT,
-                    (now, list(earned_by), list(earned_by.values())),
+                        earnings.append((member_id, purchase_id, points))
+            earned, updated = ledger.copy_earnings(
+                cur, earnings, balance, client_id=client_id, actor_name=IMPORT_ACTOR, now=now
+            )
+            members_earning = len({member_id for member_id, _, _ in earnings})
+            if updated != members_earning:
+                raise ImportReferenceError(
+                    f"updated {updated} of {members_earning} members; rolled back"
                 )
-                if cur.rowcount != len(earned_by):
-                    raise ImportReferenceError(
-                        f"updated {cur.rowcount} of {len(earned_by)} members; rolled back"
-                    )
-    except _Fallback:
+    except (_Fallback, UniqueViolation):  # UniqueViolation: a purchase there after all
         return False
-    except DBAPIError as exc:  # a purchase that arrived after the check: the staging path
-        if getattr(exc.orig, "sqlstate", None) == "23505":
-            return False
-        raise
-    except Exception as exc:
-        if getattr(exc, "sqlstate", None) == "23505":  # psycopg's own UniqueViolation
-            return False
-        raise
     result.row_triggers_skipped = result_triggers
     result.imported += len(rows)
     result.members_created += len(created)
-    result.points_earned += sum(earned_by.values())
+    result.points_earned += earned
     members.update(known)
     return True
 
@@ -584,20 +558,24 @@ def _member_ids(
     """(every ref of the batch → member id, the ones created now). Unknown refs are looked up,
     then created in the order given (ids follow the file)."""
     known = {ref: members[ref] for ref in refs if ref in members}
-    missing = [ref for ref in refs if ref not in known]
     created: dict[str, int] = {}
-    if missing:
-        cur.execute("SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing,))
-        known.update(cur.fetchall())
-        missing = [ref for ref in missing if ref not in known]
-    if missing:
-        cur.execute(_CREATE_MEMBERS_DIRECT, (now, now, missing))
+
+    def missing() -> list[str]:
+        return [ref for ref in refs if ref not in known]
+
+    def look_up() -> None:
+        if missing():
+            cur.execute(
+                "SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing(),)
+            )
+            known.update(cur.fetchall())
+
+    look_up()
+    if missing():
+        cur.execute(_CREATE_MEMBERS_DIRECT, (now, now, missing()))
         created = dict(cur.fetchall())
         known.update(created)
-        missing = [ref for ref in missing if ref not in known]
-    if missing:  # created by someone else since the lookup
-        cur.execute("SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing,))
-        known.update(cur.fetchall())
+    look_up()  # any created by someone else since the first look
     if len(known) != len(refs):
         raise _Fallback("a member could not be found or created")
     return known, created
@@ -612,11 +590,6 @@ _PURCHASE_TYPES = [
     "int8", "int8", "int8", "text", "int8", "text", "timestamptz", "text", "int8", "int8",
     "int8", "timestamptz",
 ]  # fmt: skip
-_COPY_ENTRIES = (
-    "COPY ledger_entries (member_id, kind, points, balance_after, reason, purchase_id, "
-    "api_client_id, actor, created_at) FROM STDIN (FORMAT BINARY)"
-)
-_ENTRY_TYPES = ["int8", "text", "int8", "int8", "text", "int8", "int8", "text", "timestamptz"]
 _CREATE_MEMBERS_DIRECT = """
     INSERT INTO members (external_ref, marketing_consent, points, held, available_floor,
                          created_at, updated_at)
@@ -624,15 +597,6 @@ _CREATE_MEMBERS_DIRECT = """
      ORDER BY u.n
     ON CONFLICT (external_ref) DO NOTHING
     RETURNING external_ref, id
-"""
-_UPDATE_BALANCES_DIRECT = """
-    UPDATE members SET
-      points = points + t.earned,
-      available_floor = CASE WHEN points + t.earned - held < 0
-                             THEN points + t.earned - held ELSE 0 END,
-      updated_at = %s
-    FROM unnest(%s::bigint[], %s::bigint[]) AS t(id, earned)
-    WHERE members.id = t.id
 """
 
 
@@ -711,31 +675,4 @@ _INSERT_PURCHASES_PG = _sql(
 )
 _INSERT_PURCHASES_SQLITE = _sql(
     f"INSERT INTO {_PURCHASE_COLUMNS} {_PURCHASES_SELECT} RETURNING id, member_id, points_earned"
-)
-# One earn entry per new purchase that earned, in purchase order per member, each with the
-# balance after it: the member's balance before the batch plus the running sum.
-_POST_ENTRIES = _sql(
-    """
-    INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
-                                api_client_id, actor, created_at)
-    SELECT n.member_id, 'earn', n.points,
-           m.points + SUM(n.points) OVER (PARTITION BY n.member_id ORDER BY n.purchase_id
-                                          ROWS UNBOUNDED PRECEDING),
-           'purchase', n.purchase_id, :client, 'import', :now
-      FROM import_new n JOIN members m ON m.id = n.member_id
-     WHERE n.points > 0
-     ORDER BY n.member_id, n.purchase_id
-    """
-)
-_UPDATE_BALANCES = _sql(
-    """
-    UPDATE members SET
-      points = points + t.earned,
-      available_floor = CASE WHEN points + t.earned - held < 0
-                             THEN points + t.earned - held ELSE 0 END,
-      updated_at = :now
-    FROM (SELECT member_id, SUM(points) AS earned FROM import_new WHERE points > 0
-           GROUP BY member_id) t
-    WHERE members.id = t.member_id
-    """
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
@@ -163,12 +163,19 @@ def settle(
 # the hot path: crediting points in two statements ---------------------------------------------
 # The UPDATE takes the row lock itself and returns the new balance; `points` on the right-hand
 # side is the old value on PostgreSQL and SQLite alike.
+def _add_points(delta: str) -> str:
+    """SQL SET clause adding `delta` (an SQL expression) to a member's points, with post()'s
+    floor rule: an addition that still leaves `available` below zero keeps that as the floor (a
+    return's debt not yet paid), otherwise the floor goes back to 0."""
+    return f"""points = points + {delta},
+           available_floor = CASE WHEN points + {delta} - held < 0
+                                  THEN points + {delta} - held ELSE 0 END"""
+
+
 _CREDIT = text(
-    """
+    f"""
     UPDATE members
-       SET points = points + :delta,
-           available_floor = CASE WHEN points + :delta - held < 0
-                                  THEN points + :delta - held ELSE 0 END,
+       SET {_add_points(":delta")},
            updated_at = :now
      WHERE id = :member_id
     RETURNING points, held
@@ -177,12 +184,10 @@ _CREDIT = text(
 _ENTRY = insert(cast(Table, LedgerEntry.__table__))
 # PostgreSQL: the same two writes in one round trip (a data-modifying CTE).
 _CREDIT_WITH_ENTRY = text(
-    """
+    f"""
     WITH m AS (
       UPDATE members
-         SET points = points + :delta,
-             available_floor = CASE WHEN points + :delta - held < 0
-                                    THEN points + :delta - held ELSE 0 END,
+         SET {_add_points(":delta")},
              updated_at = :now
        WHERE id = :member_id
       RETURNING id, points, held
@@ -258,6 +263,99 @@ def credit(
         },
     )
     return balance, held
+
+
+# bulk earning (imports) -------------------------------------------------------------------------
+# Many earn entries at once, by the same rules as credit(): the callers hold the members' row locks
+# (locked in id order), and each entry's balance_after is the member's balance before the batch
+# plus the running sum of its entries, in purchase order.
+_ENTRY_COLUMNS = (
+    "member_id, kind, points, balance_after, reason, purchase_id, api_client_id, actor, created_at"
+)
+_ENTRY_TYPES = ["int8", "text", "int8", "int8", "text", "int8", "int8", "text", "timestamptz"]
+
+
+def credit_earnings_from(
+    session: Session, source: str, *, client_id: int, actor_name: str, now: datetime
+) -> tuple[int, int]:
+    """One `earn` entry per row of the table `source` (purchase_id, member_id, points) that
+    earns, and the members' balances: (entries posted, members updated). The members must be
+    locked. `source` is a table name of the caller's, never user input."""
+    conn = session.connection()
+    params = {"client": client_id, "actor": actor_name, "now": now}
+    posted = conn.execute(
+        text(
+            f"""
+            INSERT INTO ledger_entries ({_ENTRY_COLUMNS})
+            SELECT n.member_id, 'earn', n.points,
+                   m.points + SUM(n.points) OVER (PARTITION BY n.member_id
+                                                  ORDER BY n.purchase_id
+                                                  ROWS UNBOUNDED PRECEDING),
+                   'purchase', n.purchase_id, :client, :actor, :now
+              FROM {source} n JOIN members m ON m.id = n.member_id
+             WHERE n.points > 0
+             ORDER BY n.member_id, n.purchase_id
+            """
+        ).bindparams(bindparam("now", type_=UTCDateTime())),
+        params,
+    ).rowcount
+    updated = conn.execute(
+        text(
+            f"""
+            UPDATE members SET {_add_points("t.earned")}, updated_at = :now
+              FROM (SELECT member_id, SUM(points) AS earned FROM {source} WHERE points > 0
+                     GROUP BY member_id) t
+             WHERE members.id = t.member_id
+            """
+        ).bindparams(bindparam("now", type_=UTCDateTime())),
+        params,
+    ).rowcount
+    return posted, updated
+
+
+def copy_earnings(
+    cursor: Any,
+    earnings: list[tuple[int, int, int]],
+    balances: dict[int, int],
+    *,
+    client_id: int,
+    actor_name: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """PostgreSQL, through a psycopg cursor of the session's connection: one `earn` entry per
+    (member_id, purchase_id, points) by binary COPY, and the members' balances. `balances` holds
+    each member's points as read under the lock. Returns (points earned, members updated)."""
+    running = dict(balances)
+    earned: dict[int, int] = {}
+    with cursor.copy(f"COPY ledger_entries ({_ENTRY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_ENTRY_TYPES)
+        for member_id, purchase_id, points in sorted(earnings):
+            running[member_id] += points
+            earned[member_id] = earned.get(member_id, 0) + points
+            copy.write_row(
+                (
+                    member_id,
+                    "earn",
+                    points,
+                    running[member_id],
+                    "purchase",
+                    purchase_id,
+                    client_id,
+                    actor_name,
+                    now,
+                )
+            )
+    if not earned:
+        return 0, 0
+    cursor.execute(
+        f"""
+        UPDATE members SET {_add_points("t.earned")}, updated_at = %s
+          FROM unnest(%s::bigint[], %s::bigint[]) AS t(id, earned)
+         WHERE members.id = t.id
+        """,
+        (now, list(earned), list(earned.values())),
+    )
+    return sum(earned.values()), cursor.rowcount
 
 
 # verification ---------------------------------------------------------------------------------
