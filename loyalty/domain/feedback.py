@@ -7,6 +7,7 @@ was recorded, usable once (one feedback record per purchase, enforced by a UNIQU
 
 from __future__ import annotations
 
+import functools
 from datetime import date, timedelta
 from typing import Any
 
@@ -26,15 +27,20 @@ _SALT = "loyalty.feedback"
 SCORES = ("nps", "ces", "csat", "comment")
 
 
+@functools.lru_cache(maxsize=4)
+def _signer(secret: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=_SALT)
+
+
 def token_for(purchase_id: int, secret: str) -> str:
     """The purchase's feedback token (deterministic: a replayed response shows the same one)."""
-    return URLSafeSerializer(secret, salt=_SALT).dumps(purchase_id)
+    return _signer(secret).dumps(purchase_id)
 
 
 def purchase_for_token(session: Session, token: str, secret: str) -> Purchase:
     """The purchase a token names. Raises NotFound (bad signature), FeedbackTokenExpired."""
     try:
-        purchase_id = URLSafeSerializer(secret, salt=_SALT).loads(token)
+        purchase_id = _signer(secret).loads(token)
     except BadSignature:
         raise NotFound("No such feedback link.", field="token") from None
     if not isinstance(purchase_id, int) or not 0 < purchase_id < 2**63:

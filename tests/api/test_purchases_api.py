@@ -305,3 +305,22 @@ def test_a_retried_adjustment_is_applied_once(client, admin, member) -> None:
     )
     other = client.post(url, json={"points": 41, "reason": "complaint"}, headers=headers)
     assert other.status_code == 409 and other.json["code"] == "idempotency_key_reused"
+
+
+def test_lean_and_documented_paths_answer_alike(client, pos, member) -> None:
+    """A plain body takes the lean path; the same sale with `lines: []` the schema path. Apart
+    from the ids, the answers and what they record are the same."""
+    lean = client.post("/api/v1/purchases", json=sale(member, "lean", 1999), headers=pos)
+    full = client.post(
+        "/api/v1/purchases", json=sale(member, "full", 1999, lines=[]), headers=pos
+    )
+    assert (lean.status_code, full.status_code) == (201, 201)
+    assert list(lean.json) == list(full.json)  # same fields, same order
+    assert lean.json["points_earned"] == full.json["points_earned"] == 19
+    assert full.json["balance"]["points"] - lean.json["balance"]["points"] == 19
+    differ = {k for k in lean.json if lean.json[k] != full.json[k]}
+    assert differ == {"id", "external_id", "occurred_at", "balance", "feedback_token"}
+    for resp in (lean, full):
+        assert resp.mimetype == "application/json"
+    repeat = client.post("/api/v1/purchases", json=sale(member, "lean", 1999), headers=pos)
+    assert repeat.status_code == 200 and repeat.json["id"] == lean.json["id"]
