@@ -10,10 +10,14 @@ from typing import Any, Protocol
 class Rates(Protocol):
     """What earning needs of the programme (the Program row, or a row of its columns)."""
 
-    currency: str
-    currency_exponent: int
-    points_per_unit: int
-    rounding: str
+    @property
+    def currency(self) -> str: ...
+    @property
+    def currency_exponent(self) -> int: ...
+    @property
+    def points_per_unit(self) -> int: ...
+    @property
+    def rounding(self) -> str: ...
 
 
 def scale(amount_minor: int, points_per_unit: int, exponent: int, rounding: str) -> int:

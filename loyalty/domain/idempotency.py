@@ -11,12 +11,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain.sql import upsert
+from loyalty.domain.sql import Fast, upsert
 from loyalty.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
 from loyalty.models import IdempotencyRecord
 from loyalty.models.types import utcnow
@@ -66,10 +65,10 @@ def _existing(session: Session, client_id: int, key: str, request_hash: str) -> 
     return Stored(record.status_code, record.response_body)
 
 
-_RECORD: dict[str, Any] = {}
+_RECORD: dict[str, Fast] = {}
 
 
-def _record_statement(session: Session) -> Any:
+def _record_statement(session: Session) -> Fast:
     """INSERT … ON CONFLICT DO NOTHING RETURNING id, built once per dialect."""
     dialect = session.get_bind().dialect.name
     stmt = _RECORD.get(dialect)
@@ -93,7 +92,7 @@ def _record_statement(session: Session) -> Any:
             .on_conflict_do_nothing(index_elements=["api_client_id", "key"])
             .returning(table.c.id)
         )
-        _RECORD[dialect] = stmt
+        stmt = _RECORD[dialect] = Fast(stmt)
     return stmt
 
 
@@ -107,20 +106,16 @@ def record(
     replays the stored response (`lookup`), so the effect happens exactly once.
     """
     stmt = _record_statement(session)
-    created = (
-        session.connection()
-        .execute(
-            stmt,
-            {
-                "api_client_id": client_id,
-                "key": key,
-                "request_hash": request_hash,
-                "status_code": status_code,
-                "response_body": body,
-                "created_at": utcnow(),
-            },
-        )
-        .scalar()
+    created = stmt.first(
+        session.connection(),
+        {
+            "api_client_id": client_id,
+            "key": key,
+            "request_hash": request_hash,
+            "status_code": status_code,
+            "response_body": body,
+            "created_at": utcnow(),
+        },
     )
     return created is not None
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm.util import identity_key
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
 from loyalty.domain.members import check_card_use, require_member_ref
+from loyalty.domain.sql import Fast
 from loyalty.errors import (
     InsufficientPoints,
     NotFound,
@@ -183,8 +184,9 @@ _CREDIT = text(
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _ENTRY = insert(cast(Table, LedgerEntry.__table__))
 # PostgreSQL: the same two writes in one round trip (a data-modifying CTE).
-_CREDIT_WITH_ENTRY = text(
-    f"""
+_CREDIT_WITH_ENTRY = Fast(
+    text(
+        f"""
     WITH m AS (
       UPDATE members
          SET {_add_points(":delta")},
@@ -199,7 +201,8 @@ _CREDIT_WITH_ENTRY = text(
     )
     SELECT points, held FROM m
     """
-).bindparams(bindparam("now", type_=UTCDateTime()))
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+)
 
 
 def credit(
@@ -225,8 +228,8 @@ def credit(
     if cached is not None:  # keep an ORM copy in this session truthful
         session.expire(cached)
     if conn.dialect.name == "postgresql":
-        row = conn.execute(
-            _CREDIT_WITH_ENTRY,
+        row = _CREDIT_WITH_ENTRY.first(
+            conn,
             {
                 "delta": points,
                 "now": now,
@@ -237,7 +240,7 @@ def credit(
                 "api_client_id": actor.client_id,
                 "actor": actor.name,
             },
-        ).first()
+        )
         if row is None:
             raise NotFound(f"No member {member_id}.", field="member_id")
         return int(row[0]), int(row[1])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
@@ -20,7 +20,7 @@ from loyalty.domain.members import (
     resolve_member,
 )
 from loyalty.domain.program import check_currency, get_program
-from loyalty.domain.sql import upsert
+from loyalty.domain.sql import Fast, upsert
 from loyalty.errors import (
     ExternalIdConflict,
     NotFound,
@@ -70,19 +70,31 @@ _RATES = (
     Program.come_back_policy,
 )
 # The programme's rates and the card in one round trip (the programme is always row 1).
-_BY_CARD = (
+_BY_CARD = Fast(
     select(Card.member_id, Card.status, *_RATES)
     .select_from(Card)
     .join(Program, Program.id == 1)
     .where(Card.number == bindparam("number"))
 )
-_BY_MEMBER = (
+_BY_MEMBER = Fast(
     select(Member.id.label("member_id"), *_RATES)
     .select_from(Program)
     .outerjoin(Member, Member.id == bindparam("member_id"))
     .where(Program.id == 1)
 )
-_BALANCE = select(Member.points, Member.held).where(Member.id == bindparam("member_id"))
+_BALANCE = Fast(select(Member.points, Member.held).where(Member.id == bindparam("member_id")))
+
+
+class _Rates(NamedTuple):
+    """The programme's columns earning needs (earning.Rates) and its come-back policy."""
+
+    currency: str
+    currency_exponent: int
+    points_per_unit: int
+    rounding: str
+    come_back_policy: dict[str, Any] | None
+
+
 _EXISTING = select(_PURCHASES).where(
     _PURCHASES.c.api_client_id == bindparam("client_id"),
     _PURCHASES.c.external_id == bindparam("external_id"),
@@ -100,10 +112,10 @@ _PURCHASE_COLUMNS = (
     "points_reversed",
     "created_at",
 )
-_INSERT_PURCHASE: dict[str, Any] = {}
+_INSERT_PURCHASE: dict[str, Fast] = {}
 
 
-def _insert_purchase(session: Session) -> Any:
+def _insert_purchase(session: Session) -> Fast:
     """INSERT … ON CONFLICT (client, external_id) DO NOTHING RETURNING id, once per dialect."""
     dialect = session.get_bind().dialect.name
     stmt = _INSERT_PURCHASE.get(dialect)
@@ -114,13 +126,13 @@ def _insert_purchase(session: Session) -> Any:
             .on_conflict_do_nothing(index_elements=["api_client_id", "external_id"])
             .returning(_PURCHASES.c.id)
         )
-        _INSERT_PURCHASE[dialect] = stmt
+        stmt = _INSERT_PURCHASE[dialect] = Fast(stmt)
     return stmt
 
 
 def _member_and_rates(
     conn: Connection, card_number: str | None, member_id: int | None
-) -> tuple[int, Any]:
+) -> tuple[int, _Rates]:
     """The member a body names and the programme's rates, in one query.
 
     Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, CardBlocked,
@@ -129,20 +141,23 @@ def _member_and_rates(
     require_member_ref(card_number, member_id)
     if card_number is None:
         assert member_id is not None
-        row = conn.execute(_BY_MEMBER, {"member_id": member_id}).one()
-        if row.member_id is None:
+        row = _BY_MEMBER.first(conn, {"member_id": member_id})
+        assert row is not None, "the programme row exists"
+        if row[0] is None:
             raise NotFound(f"No member {member_id}.", field="member_id")
-        return member_id, row
+        return member_id, _Rates(*row[1:])
     number = normalise_card_number(card_number)
-    card = conn.execute(_BY_CARD, {"number": number}).first()
+    card = _BY_CARD.first(conn, {"number": number})
     if card is None:
         raise NotFound(f"No card {number}.", field="card_number")
-    check_card_use(number, card.status, card.member_id, member_id)
-    return int(card.member_id), card
+    check_card_use(number, card[1], card[0], member_id)
+    return int(card[0]), _Rates(*card[2:])
 
 
 def _balance(conn: Connection, member_id: int) -> dict[str, int]:
-    points, held = conn.execute(_BALANCE, {"member_id": member_id}).one()
+    row = _BALANCE.first(conn, {"member_id": member_id})
+    assert row is not None, "the member exists"
+    points, held = row
     return {"points": points, "held": held, "available": points - held}
 
 
@@ -177,8 +192,8 @@ def record_purchase(
     )
     now = utcnow()
     earned = sum(a.points for a in awards)
-    purchase_id = conn.execute(
-        _insert_purchase(session),
+    inserted = _insert_purchase(session).first(
+        conn,
         {
             "member_id": member_id,
             "api_client_id": actor.client_id,
@@ -192,9 +207,10 @@ def record_purchase(
             "points_reversed": 0,
             "created_at": now,
         },
-    ).scalar()
-    if purchase_id is None:
+    )
+    if inserted is None:
         return _existing_receipt(conn, data["external_id"], member_id, actor), False
+    purchase_id = inserted[0]
     used = []
     if data.get("voucher_codes"):
         for code in data["voucher_codes"]:

@@ -311,9 +311,7 @@ def test_lean_and_documented_paths_answer_alike(client, pos, member) -> None:
     """A plain body takes the lean path; the same sale with `lines: []` the schema path. Apart
     from the ids, the answers and what they record are the same."""
     lean = client.post("/api/v1/purchases", json=sale(member, "lean", 1999), headers=pos)
-    full = client.post(
-        "/api/v1/purchases", json=sale(member, "full", 1999, lines=[]), headers=pos
-    )
+    full = client.post("/api/v1/purchases", json=sale(member, "full", 1999, lines=[]), headers=pos)
     assert (lean.status_code, full.status_code) == (201, 201)
     assert list(lean.json) == list(full.json)  # same fields, same order
     assert lean.json["points_earned"] == full.json["points_earned"] == 19
