@@ -166,11 +166,12 @@ def record_purchase(
 ) -> tuple[Receipt, bool]:
     """Record a completed sale and post what it earns. Returns (receipt, created).
 
-    The hot path of the service, in SQLAlchemy Core on the session's connection, with
-    statements built once: programme and card in one query; the purchase inserted with
-    ON CONFLICT DO NOTHING (a concurrent or repeated post of the same `external_id` by the same
-    client waits on the unique index, then gets the first purchase, created = False, and earns
-    nothing); the points credited by ledger.credit (UPDATE … RETURNING + one entry).
+    The hot path of the service, with statements built once (sql.Fast: straight on psycopg on
+    PostgreSQL): programme and card in one query; the purchase inserted with ON CONFLICT DO
+    NOTHING (a concurrent or repeated post of the same `external_id` by the same client waits on
+    the unique index, then gets the first purchase, created = False, and earns nothing); the
+    points credited by ledger.credit (UPDATE … RETURNING + one entry). On PostgreSQL the insert
+    and the first award are one statement (ledger.insert_purchase_with_credit).
     `voucher_codes` are redeemed in the same transaction: one refused (used, expired, another
     member's, below its minimum spend, which is checked against the amount paid) refuses the
     whole purchase.
@@ -192,22 +193,32 @@ def record_purchase(
     )
     now = utcnow()
     earned = sum(a.points for a in awards)
-    inserted = _insert_purchase(session).first(
-        conn,
-        {
-            "member_id": member_id,
-            "api_client_id": actor.client_id,
-            "external_id": data["external_id"],
-            "amount": data["amount"],
-            "currency": rates.currency,
-            "occurred_at": occurred_at,
-            "store_id": data.get("store_id"),
-            "points_earned": earned,
-            "returned_amount": 0,
-            "points_reversed": 0,
-            "created_at": now,
-        },
-    )
+    values = {
+        "member_id": member_id,
+        "api_client_id": actor.client_id,
+        "external_id": data["external_id"],
+        "amount": data["amount"],
+        "currency": rates.currency,
+        "occurred_at": occurred_at,
+        "store_id": data.get("store_id"),
+        "points_earned": earned,
+    }
+    balance = None
+    to_credit = awards
+    if awards and conn.dialect.name == "postgresql":
+        # the purchase and its first award in one round trip
+        first = awards[0]
+        done = ledger.insert_purchase_with_credit(
+            session, values, first.kind, first.points, reason=first.reason, actor=actor, now=now
+        )
+        inserted = None if done is None else (done[0],)
+        if done is not None:
+            balance = {"points": done[1], "held": done[2], "available": done[1] - done[2]}
+        to_credit = awards[1:]
+    else:
+        inserted = _insert_purchase(session).first(
+            conn, {**values, "returned_amount": 0, "points_reversed": 0, "created_at": now}
+        )
     if inserted is None:
         return _existing_receipt(conn, data["external_id"], member_id, actor), False
     purchase_id = inserted[0]
@@ -235,8 +246,7 @@ def record_purchase(
                 for i, line in enumerate(lines, start=1)
             ],
         )
-    balance = None
-    for award in awards:
+    for award in to_credit:
         points, held = ledger.credit(
             session,
             member_id,
