@@ -11,7 +11,7 @@ import functools
 from datetime import date, timedelta
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
@@ -32,9 +32,18 @@ def _signer(secret: str) -> URLSafeSerializer:
     return URLSafeSerializer(secret, salt=_SALT)
 
 
+@functools.lru_cache(maxsize=4)
+def _key_signer(secret: str) -> Signer:
+    return _signer(secret).make_signer()
+
+
 def token_for(purchase_id: int, secret: str) -> str:
-    """The purchase's feedback token (deterministic: a replayed response shows the same one)."""
-    return _signer(secret).dumps(purchase_id)
+    """The purchase's feedback token (deterministic: a replayed response shows the same one).
+
+    URLSafeSerializer(secret, salt).dumps(purchase_id), with its signer made once (every
+    purchase response carries a token)."""
+    payload = _signer(secret).dump_payload(purchase_id)
+    return _key_signer(secret).sign(payload).decode("ascii")
 
 
 def purchase_for_token(session: Session, token: str, secret: str) -> Purchase:

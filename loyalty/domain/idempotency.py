@@ -47,22 +47,31 @@ def check_key(key: str) -> str:
     return key
 
 
-def _existing(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:
-    record = session.scalar(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.api_client_id == client_id, IdempotencyRecord.key == key
-        )
+_STORED = Fast(
+    select(
+        IdempotencyRecord.request_hash,
+        IdempotencyRecord.status_code,
+        IdempotencyRecord.response_body,
+    ).where(
+        IdempotencyRecord.api_client_id == bindparam("client_id"),
+        IdempotencyRecord.key == bindparam("key"),
     )
-    if record is None:
+)
+
+
+def _existing(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:
+    row = _STORED.first(session.connection(), {"client_id": client_id, "key": key})
+    if row is None:
         return None
-    if record.request_hash != request_hash:
+    stored_hash, status_code, body = row
+    if stored_hash != request_hash:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was first used with a different request.",
             field="Idempotency-Key",
         )
-    if record.status_code is None or record.response_body is None:
+    if status_code is None or body is None:
         raise IdempotencyKeyInFlight(field="Idempotency-Key")
-    return Stored(record.status_code, record.response_body)
+    return Stored(status_code, body)
 
 
 _RECORD: dict[str, Fast] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select
@@ -95,9 +95,24 @@ class _Rates(NamedTuple):
     come_back_policy: dict[str, Any] | None
 
 
-_EXISTING = select(_PURCHASES).where(
-    _PURCHASES.c.api_client_id == bindparam("client_id"),
-    _PURCHASES.c.external_id == bindparam("external_id"),
+# A repeated purchase: the first one and the member's balance now, in one query.
+_EXISTING = Fast(
+    select(
+        Purchase.id,
+        Purchase.member_id,
+        Purchase.amount,
+        Purchase.currency,
+        Purchase.occurred_at,
+        Purchase.store_id,
+        Purchase.points_earned,
+        Member.points,
+        Member.held,
+    )
+    .join(Member, Member.id == Purchase.member_id)
+    .where(
+        Purchase.api_client_id == bindparam("client_id"),
+        Purchase.external_id == bindparam("external_id"),
+    )
 )
 _PURCHASE_COLUMNS = (
     "member_id",
@@ -281,21 +296,23 @@ def record_purchase(
 
 
 def _existing_receipt(conn: Connection, external_id: str, member_id: int, actor: Actor) -> Receipt:
-    row = conn.execute(_EXISTING, {"client_id": actor.client_id, "external_id": external_id}).one()
-    if row.member_id != member_id:
+    row = _EXISTING.first(conn, {"client_id": actor.client_id, "external_id": external_id})
+    assert row is not None, "ON CONFLICT found it"
+    purchase_id, owner, amount, currency, occurred_at, store_id, earned, points, held = row
+    if owner != member_id:
         raise ExternalIdConflict(
             f"external_id {external_id!r} is a purchase of another member.", field="external_id"
         )
     return Receipt(
-        id=row.id,
-        external_id=row.external_id,
-        member_id=row.member_id,
-        amount=row.amount,
-        currency=row.currency,
-        occurred_at=row.occurred_at,
-        store_id=row.store_id,
-        points_earned=row.points_earned,
-        balance=_balance(conn, member_id),
+        id=purchase_id,
+        external_id=external_id,
+        member_id=owner,
+        amount=amount,
+        currency=currency,
+        occurred_at=occurred_at.astimezone(UTC),
+        store_id=store_id,
+        points_earned=earned,
+        balance={"points": points, "held": held, "available": points - held},
     )
 
 

@@ -44,6 +44,8 @@ def test_the_pools_reset_keeps_them_too(app) -> None:
 
 
 def test_a_refused_request_leaves_the_purchase_statements_prepared(app, client, pos) -> None:
+    with app.app_context():
+        db.engine.dispose()  # from here on the pool holds the one connection these requests use
     member = client.post("/api/v1/members", json={"name": "Ann"}, headers=pos).json
     body = {"external_id": "s1", "member_id": member["id"], "amount": 500, "currency": "EUR"}
     assert client.post("/api/v1/purchases", json=body, headers=pos).status_code == 201

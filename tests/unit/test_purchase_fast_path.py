@@ -160,3 +160,17 @@ def test_the_written_answer_is_the_schemas_byte_for_byte(app, occurred_at, store
         documented = json.dumps(PurchaseResultSchema().dump(receipt))
     assert fast == documented
     assert json.loads(fast)["feedback_token"]
+
+
+@pytest.mark.parametrize("purchase_id", [1, 41, 2**31, 2**63 - 1])
+def test_feedback_tokens_are_itsdangerous_tokens(purchase_id) -> None:
+    """token_for keeps its signer; its tokens stay those URLSafeSerializer makes and reads."""
+    from itsdangerous import URLSafeSerializer
+
+    from loyalty.domain.feedback import token_for
+
+    serializer = URLSafeSerializer("s3cret", salt="loyalty.feedback")
+    token = token_for(purchase_id, "s3cret")
+    assert token == serializer.dumps(purchase_id)
+    assert serializer.loads(token) == purchase_id
+    assert token != token_for(purchase_id, "another secret")
