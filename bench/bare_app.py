@@ -19,21 +19,21 @@ CLIENT = int(os.environ.get("BARE_CLIENT_ID", "1"))
 
 CARD = text(
     "SELECT cards.member_id, cards.status, program.currency, program.currency_exponent,"
-    " program.points_per_unit, program.rounding FROM cards JOIN program ON program.id = 1"
-    " WHERE cards.number = :number"
+    " program.points_per_unit, program.rounding, program.come_back_policy FROM cards"
+    " JOIN program ON program.id = 1 WHERE cards.number = :number"
 )
-PURCHASE = text(
-    "INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency, occurred_at,"
-    " store_id, points_earned, returned_amount, points_reversed, created_at) VALUES (:m, :c, :e,"
-    " :a, 'EUR', now(), NULL, :p, 0, 0, now()) ON CONFLICT (api_client_id, external_id)"
-    " DO NOTHING RETURNING id"
-)
-CREDIT = text(
-    "WITH m AS (UPDATE members SET points = points + :p, available_floor = CASE WHEN points + :p"
-    " - held < 0 THEN points + :p - held ELSE 0 END, updated_at = now() WHERE id = :m"
-    " RETURNING id, points, held), e AS (INSERT INTO ledger_entries (member_id, kind, points,"
-    " balance_after, reason, purchase_id, api_client_id, actor, created_at) SELECT m.id, 'earn',"
-    " :p, m.points, 'purchase', :pid, :c, 'bare', now() FROM m) SELECT points, held FROM m"
+# The purchase and its credit in one statement, as the app sends it on PostgreSQL.
+PURCHASE_WITH_CREDIT = text(
+    "WITH p AS (INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency,"
+    " occurred_at, store_id, points_earned, returned_amount, points_reversed, created_at) VALUES"
+    " (:m, :c, :e, :a, 'EUR', now(), NULL, :p, 0, 0, now()) ON CONFLICT (api_client_id,"
+    " external_id) DO NOTHING RETURNING id), m AS (UPDATE members SET points = points + :p,"
+    " available_floor = CASE WHEN points + :p - held < 0 THEN points + :p - held ELSE 0 END,"
+    " updated_at = now() WHERE id = :m AND EXISTS (SELECT FROM p) RETURNING id, points, held),"
+    " e AS (INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason,"
+    " purchase_id, api_client_id, actor, created_at) SELECT m.id, 'earn', :p, m.points,"
+    " 'purchase', p.id, :c, 'bare', now() FROM m, p) SELECT p.id, m.points, m.held FROM p"
+    " LEFT JOIN m ON true"
 )
 IDEM = text(
     "INSERT INTO idempotency_records (api_client_id, key, request_hash, status_code,"
@@ -48,8 +48,8 @@ def purchase():  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
         card = conn.execute(CARD, {"number": body["card_number"]}).one()
         points = body["amount"] // 100
-        pid = conn.execute(
-            PURCHASE,
+        row = conn.execute(
+            PURCHASE_WITH_CREDIT,
             {
                 "m": card.member_id,
                 "c": CLIENT,
@@ -57,11 +57,13 @@ def purchase():  # type: ignore[no-untyped-def]
                 "a": body["amount"],
                 "p": points,
             },
-        ).scalar()
-        balance = conn.execute(
-            CREDIT, {"p": points, "m": card.member_id, "pid": pid, "c": CLIENT}
-        ).one()
-        out = {"id": pid, "points_earned": points, "balance": {"points": balance.points}}
+        ).first()
+        pid, balance = (row.id, row) if row is not None else (None, None)
+        out = {
+            "id": pid,
+            "points_earned": points,
+            "balance": {"points": balance.points if balance is not None else None},
+        }
         conn.execute(
             IDEM,
             {"c": CLIENT, "k": request.headers["Idempotency-Key"], "h": "0" * 64, "b": str(out)},
