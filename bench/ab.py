@@ -1,0 +1,99 @@
+"""A/B of servers under the accrual load, interleaved on one database (for a noisy machine).
+
+    .venv/bin/python bench/ab.py 'sync=wsgi:app' 'gthread=wsgi:app|--worker-class gthread' \
+        'bare=bench.bare_app:app' [--rounds 3] [--seconds 10] [--members 100000]
+
+Each NAME=TARGET[|GUNICORN FLAGS] is a gunicorn server on its own loopback port, all on one
+throw-away database with the accrual bench's members and key. After a warm-up and ANALYZE, each
+round loads every server in turn for S seconds (bench/accrual.py's clients), so slow and fast
+spells of the machine fall on all of them alike. Prints each load and the medians per server,
+and the tables read by sequential scans (a missing index or a stale plan shows up there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import accrual
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("servers", nargs="+", help="NAME=TARGET[|gunicorn flags]")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+
+    dbname, url = accrual.create_database()
+    servers: list[subprocess.Popen] = []
+    try:
+        env = {**os.environ, "DATABASE_URL": url, "LOYALTY_API_KEY_CACHE_SECONDS": "5"}
+        accrual.run_cli(env, "db", "upgrade")
+        accrual.load_members(url, args.members)
+        out = accrual.run_cli(env, "loyalty", "create-api-key", "bench-till", "--scope", "pos")
+        key = out.strip().splitlines()[-1]
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT id FROM api_clients WHERE name = 'bench-till'").fetchone()
+            env["BARE_CLIENT_ID"] = str(row[0])
+        ports: dict[str, int] = {}
+        for spec in args.servers:
+            name, _, rest = spec.partition("=")
+            target, _, flags = rest.partition("|")
+            ports[name] = accrual.free_port()
+            cmd = [str(accrual.BIN / "gunicorn"), *flags.split()]
+            cmd += ["--bind", f"127.0.0.1:{ports[name]}", target]
+            servers.append(
+                subprocess.Popen(
+                    cmd,
+                    cwd=accrual.ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(5)
+        for port in ports.values():
+            accrual.load(port, key, args.members, args.clients, 2)  # warm-up
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+        results: dict[str, list[dict]] = {name: [] for name in ports}
+        for r in range(1, args.rounds + 1):
+            for name, port in ports.items():
+                res = accrual.load(port, key, args.members, args.clients, args.seconds)
+                results[name].append(res)
+                print(
+                    f"round {r} {name}: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
+                    f"p99 {res['p99_ms']:.1f} ms, {res['errors']} errors",
+                    flush=True,
+                )
+        for name, rows in results.items():
+            print(
+                f"median {name}: {statistics.median(x['rps'] for x in rows):.0f} req/s, "
+                f"p99 {statistics.median(x['p99_ms'] for x in rows):.1f} ms"
+            )
+        with psycopg.connect(url) as conn:
+            for table, scans, rows_read in conn.execute(
+                "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables"
+                " WHERE seq_tup_read > 0 ORDER BY seq_tup_read DESC LIMIT 5"
+            ):
+                print(f"sequential scans: {table} {scans} scans, {rows_read} rows read")
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+        accrual.drop_database(dbname)
+
+
+if __name__ == "__main__":
+    main()
