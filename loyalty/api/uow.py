@@ -149,8 +149,10 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
                     body = resp.get_data(as_text=True)
                     if idempotency.record(session, client_id, key, fp, resp.status_code, body):
                         return resp
-                    # The key was used before (or by a twin that committed first): undo this
-                    # request's effect and answer as the first one did.
+                    # The key was used before (or by a twin that committed first: the INSERT
+                    # waited for it, so this transaction's next statement sees its record):
+                    # answer as the first one did, and undo this request's effect.
+                    stored = idempotency.lookup(session, client_id, key, fp)
                     session.rollback()
             except DomainError:
                 # A retry can fail where the first attempt succeeded (the e-mail is taken now,
@@ -159,7 +161,6 @@ def transactional(idempotent: bool = False) -> Callable[[F], F]:
                 if stored is None:
                     raise
                 return replay(stored)
-            stored = idempotency.lookup(db.session(), client_id, key, fp)
             assert stored is not None
             return replay(stored)
 
