@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -111,19 +112,21 @@ def _configure_postgresql(engine: Any) -> None:
     then finds the connection idle and leaves its statements alone. The app runs no DDL, and
     PostgreSQL itself re-plans a prepared statement when a table it uses changes.
     """
+    import psycopg
     from psycopg import pq
+
+    open_transaction = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 
     def rollback(dbapi_connection: Any) -> None:
         pgconn = dbapi_connection.pgconn
-        if pgconn.transaction_status in (
-            pq.TransactionStatus.INTRANS,
-            pq.TransactionStatus.INERROR,
-        ):
-            pgconn.exec_(b"ROLLBACK")  # on failure psycopg's own rollback() reports it
+        if pgconn.transaction_status in open_transaction:
+            # a broken connection: psycopg's own rollback() then reports it
+            with contextlib.suppress(psycopg.Error):
+                pgconn.exec_(b"ROLLBACK")
 
     @event.listens_for(engine, "rollback")
     def _on_rollback(conn: Any) -> None:
-        if not conn.invalidated:
+        if not (conn.closed or conn.invalidated):
             rollback(conn.connection.driver_connection)
 
     @event.listens_for(engine.pool, "reset")

@@ -183,26 +183,39 @@ _CREDIT = text(
     """
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _ENTRY = insert(cast(Table, LedgerEntry.__table__))
-# PostgreSQL: the same two writes in one round trip (a data-modifying CTE).
-_CREDIT_WITH_ENTRY = Fast(
-    text(
-        f"""
-    WITH m AS (
+
+
+def _credit_ctes(purchase_id: str, source: str = "", only_if: str = "") -> str:
+    """The CTEs `m` (the balance UPDATE) and `e` (its entry) of credit() in one statement
+    (PostgreSQL): `purchase_id` is the entry's purchase (an SQL expression over `source`, a CTE
+    the entry also reads), `only_if` an extra condition on the UPDATE."""
+    return f"""m AS (
       UPDATE members
          SET {_add_points(":delta")},
              updated_at = :now
-       WHERE id = :member_id
+       WHERE id = :member_id {only_if}
       RETURNING id, points, held
     ), e AS (
       INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
                                   api_client_id, actor, created_at)
-      SELECT m.id, :kind, :delta, m.points, :reason, :purchase_id, :api_client_id, :actor, :now
-        FROM m
+      SELECT m.id, :kind, :delta, m.points, :reason, {purchase_id}, :api_client_id, :actor, :now
+        FROM m{source}
+    )"""
+
+
+# PostgreSQL: the two writes of credit() in one round trip (a data-modifying CTE).
+_CREDIT_WITH_ENTRY = Fast(
+    text(f"WITH {_credit_ctes(':purchase_id')} SELECT points, held FROM m").bindparams(
+        bindparam("now", type_=UTCDateTime())
     )
-    SELECT points, held FROM m
-    """
-    ).bindparams(bindparam("now", type_=UTCDateTime()))
 )
+
+
+def _expire_cached(session: Session, member_id: int) -> None:
+    """Keep an ORM copy of the member in this session truthful after a Core write."""
+    cached = session.identity_map.get(identity_key(Member, member_id))
+    if cached is not None:
+        session.expire(cached)
 
 
 def credit(
@@ -224,9 +237,7 @@ def credit(
     if points <= 0 or kind not in ("earn", "bonus"):
         raise ValueError("credit() adds earned points; use post() for anything else")
     conn = session.connection()
-    cached = session.identity_map.get(identity_key(Member, member_id))
-    if cached is not None:  # keep an ORM copy in this session truthful
-        session.expire(cached)
+    _expire_cached(session, member_id)
     if conn.dialect.name == "postgresql":
         row = _CREDIT_WITH_ENTRY.first(
             conn,
@@ -283,18 +294,7 @@ _PURCHASE_WITH_CREDIT = Fast(
               :store_id, :points_earned, 0, 0, :now)
       ON CONFLICT (api_client_id, external_id) DO NOTHING
       RETURNING id
-    ), m AS (
-      UPDATE members
-         SET {_add_points(":delta")},
-             updated_at = :now
-       WHERE id = :member_id AND EXISTS (SELECT FROM p)
-      RETURNING id, points, held
-    ), e AS (
-      INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
-                                  api_client_id, actor, created_at)
-      SELECT m.id, :kind, :delta, m.points, :reason, p.id, :api_client_id, :actor, :now
-        FROM m, p
-    )
+    ), {_credit_ctes("p.id", source=", p", only_if="AND EXISTS (SELECT FROM p)")}
     SELECT p.id, m.points, m.held FROM p LEFT JOIN m ON true
     """
     )
@@ -320,9 +320,7 @@ def insert_purchase_with_credit(
     conn = session.connection()
     assert conn.dialect.name == "postgresql"
     member_id = purchase["member_id"]
-    cached = session.identity_map.get(identity_key(Member, member_id))
-    if cached is not None:  # keep an ORM copy in this session truthful
-        session.expire(cached)
+    _expire_cached(session, member_id)
     row = _PURCHASE_WITH_CREDIT.first(
         conn,
         {

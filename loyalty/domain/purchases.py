@@ -169,11 +169,14 @@ def _member_and_rates(
     return int(card[0]), _Rates(*card[2:])
 
 
+def _balance_of(points: int, held: int) -> dict[str, int]:
+    return {"points": points, "held": held, "available": points - held}
+
+
 def _balance(conn: Connection, member_id: int) -> dict[str, int]:
     row = _BALANCE.first(conn, {"member_id": member_id})
     assert row is not None, "the member exists"
-    points, held = row
-    return {"points": points, "held": held, "available": points - held}
+    return _balance_of(*row)
 
 
 def record_purchase(
@@ -228,7 +231,7 @@ def record_purchase(
         )
         inserted = None if done is None else (done[0],)
         if done is not None:
-            balance = {"points": done[1], "held": done[2], "available": done[1] - done[2]}
+            balance = _balance_of(done[1], done[2])
         to_credit = awards[1:]
     else:
         inserted = _insert_purchase(session).first(
@@ -272,7 +275,7 @@ def record_purchase(
             purchase_id=purchase_id,
             now=now,
         )
-        balance = {"points": points, "held": held, "available": points - held}
+        balance = _balance_of(points, held)
     issued = []
     if rates.come_back_policy:
         new = vouchers.come_back(
@@ -312,7 +315,7 @@ def _existing_receipt(conn: Connection, external_id: str, member_id: int, actor:
         occurred_at=occurred_at.astimezone(UTC),
         store_id=store_id,
         points_earned=earned,
-        balance={"points": points, "held": held, "available": points - held},
+        balance=_balance_of(points, held),
     )
 
 

@@ -13,9 +13,11 @@ from marshmallow import validate
 MAX_AMOUNT = 10**12
 
 
-def _unstorable(value: str) -> bool:
+def unstorable(value: str) -> bool:
     """NUL (PostgreSQL text refuses it) or a lone surrogate (not encodable as UTF-8)."""
-    return "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value)
+    return "\x00" in value or (
+        not value.isascii() and any("\ud800" <= ch <= "\udfff" for ch in value)
+    )
 
 
 class Schema(ma.Schema):
@@ -32,7 +34,7 @@ class Schema(ma.Schema):
 
         def walk(path: str, value: Any) -> None:
             if isinstance(value, str):
-                if _unstorable(value):
+                if unstorable(value):
                     errors[path] = ["Contains a NUL character or an invalid code point."]
             elif isinstance(value, dict):
                 for key, sub in value.items():

@@ -10,7 +10,15 @@ from flask import current_app
 from marshmallow import validate
 
 from loyalty.models import ENTRY_KINDS
-from loyalty.schemas.common import MAX_AMOUNT, BalanceSchema, CardNumber, Id, Schema, Str
+from loyalty.schemas.common import (
+    MAX_AMOUNT,
+    BalanceSchema,
+    CardNumber,
+    Id,
+    Schema,
+    Str,
+    unstorable,
+)
 
 MAX_LINES = 500
 MAX_BATCH = 500
@@ -265,12 +273,7 @@ _OCCURRED_AT = PurchaseCreateSchema().fields["occurred_at"]
 
 
 def _plain_str(value: object, min_len: int, max_len: int) -> bool:
-    return (
-        type(value) is str
-        and min_len <= len(value) <= max_len
-        and "\x00" not in value
-        and (value.isascii() or not any("\ud800" <= ch <= "\udfff" for ch in value))
-    )
+    return type(value) is str and min_len <= len(value) <= max_len and not unstorable(value)
 
 
 def load_purchase_fast(raw: bytes) -> dict[str, Any] | None:
