@@ -5,15 +5,17 @@
 
 Each NAME=TARGET[|GUNICORN FLAGS] is a gunicorn server on its own loopback port, all on one
 throw-away database with the accrual bench's members and key. After a warm-up and ANALYZE, each
-round loads every server in turn for S seconds (bench/accrual.py's clients), so slow and fast
-spells of the machine fall on all of them alike. Prints each load and the medians per server,
-and the tables read by sequential scans (a missing index or a stale plan shows up there).
+round loads every server in turn for S seconds (bench/accrual.py's client: wrk where installed),
+so slow and fast spells of the machine fall on all of them alike. Prints each load and the
+medians per server, and the tables read by sequential scans (a missing index or a stale plan
+shows up there).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +35,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        default="wrk" if shutil.which("wrk") else "python",
+        help="load generator (as in bench/accrual.py)",
+    )
     args = parser.parse_args()
+    load = accrual.load_wrk if args.client == "wrk" else accrual.load
 
     dbname, url = accrual.create_database()
     servers: list[subprocess.Popen] = []
@@ -64,13 +73,13 @@ def main() -> None:
             )
         time.sleep(5)
         for port in ports.values():
-            accrual.load(port, key, args.members, args.clients, 2)  # warm-up
+            load(port, key, args.members, args.clients, 2)  # warm-up
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")
         results: dict[str, list[dict]] = {name: [] for name in ports}
         for r in range(1, args.rounds + 1):
             for name, port in ports.items():
-                res = accrual.load(port, key, args.members, args.clients, args.seconds)
+                res = load(port, key, args.members, args.clients, args.seconds)
                 results[name].append(res)
                 print(
                     f"round {r} {name}: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
