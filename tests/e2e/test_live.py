@@ -156,7 +156,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(live: dict[str, str]) 
         "--max-examples",
         os.environ.get("LOYALTY_SCHEMATHESIS_EXAMPLES", "25"),
         "--seed",
-        "20261122",
+        os.environ.get("LOYALTY_SCHEMATHESIS_SEED", "20261122"),
         "--no-color",
         "--workers",
         "2",
