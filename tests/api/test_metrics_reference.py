@@ -1,13 +1,12 @@
 """Every retention, cohort, segment and feedback figure against a second, plain reading of
-docs/metrics.md, on seeded random histories.
-
-The hand-computed fixtures (test_metrics_*.py) pin each rule on a few members. Here the
-definitions are written out once more as straightforward Python over the raw rows (no SQL, no
-shared code with loyalty.domain.metrics but the rounding rule the docs state: half up), and the
-endpoints must agree with it exactly on histories of a hundred members: purchases over fourteen
-months with many at 00:00:00 and 23:59:59 and on month ends, free purchases, two stores, returns,
-feedback with scores missing at random. A day boundary, a rounding or a precedence read differently
-shows up as a mismatch, with the seed to replay it.
+docs/metrics.md, on seeded random histories. The hand-computed fixtures (test_metrics_*.py) pin each
+rule on a few members. Here the definitions are written out once more as straightforward Python over
+the raw rows (no SQL, no shared code with loyalty.domain.metrics but the rounding rule the docs
+state: half up), and the endpoints must agree with it exactly on histories of a hundred members:
+purchases over fourteen months with many at 00:00:00 and 23:59:59 and on month ends, free purchases,
+two stores, returns, feedback with scores missing at random, vouchers and rewards used on purchases.
+A day boundary, a rounding or a precedence read differently shows up as a mismatch, with the seed to
+replay it.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ class Bought:
     at: datetime
     amount: int
     store: str
+    deal: str | None  # used a "voucher", a "reward", "both" or none
 
 
 @dataclass
@@ -68,9 +68,13 @@ def history(seed: int) -> tuple[list[Bought], list[Given]]:
     given: list[Given] = []
     for i in range(100):
         ref = f"cust-{seed}-{i}"
+        dealer = rng.random() < 0.3
         for _ in range(rng.choice([1, 1, 1, 2, 2, 3, 4, 6, 9])):
             amount = 0 if rng.random() < 0.05 else rng.randrange(1, 20000)
-            bought.append(Bought(ref, moment(rng), amount, rng.choice(STORES)))
+            deal = (
+                rng.choice(["voucher", "reward", "both"]) if dealer and rng.random() < 0.5 else None
+            )
+            bought.append(Bought(ref, moment(rng), amount, rng.choice(STORES), deal))
         for _ in range(rng.choice([0, 0, 1, 2, 3])):
             scores = [rng.randrange(11), rng.randrange(1, 8), rng.randrange(1, 6)]
             kept = [rng.random() < 0.6 for _ in scores]
@@ -188,8 +192,10 @@ def segments(bought: list[Bought], given: list[Given], as_of: date) -> dict[str,
     )
     members = {b.member for b in bought if b.at < end}
     for m in members:
-        times = [b.at for b in bought if b.member == m and b.at < end]
+        mine = [b for b in bought if b.member == m and b.at < end]
+        times = [b.at for b in mine]
         n_window = sum(1 for t in times if t >= window)
+        n_deals = sum(1 for b in mine if b.at >= window and b.deal)
         n_recent = sum(1 for t in times if t >= recent)
         answers = [g for g in given if g.member == m and window <= g.at < end]
 
@@ -206,7 +212,9 @@ def segments(bought: list[Bought], given: list[Given], as_of: date) -> dict[str,
             counts["new"] += 1
         elif nps is not None and nps >= 9 and n_window >= 2:
             counts["ambassador"] += 1
-        elif n_window >= 2:  # no purchase here uses a voucher or reward: deal_seeker never applies
+        elif n_window >= 2 and 2 * n_deals >= n_window:
+            counts["deal_seeker"] += 1
+        elif n_window >= 2:
             counts["loyal"] += 1
         else:
             counts["occasional"] += 1
@@ -284,6 +292,39 @@ def test_metrics_agree_with_a_plain_reading_of_the_definitions(
         )
         assert r.status_code == 201, r.json
         returns.append((at, amount, b.store))
+
+    # The deals: a goodwill voucher redeemed at checkout and a reward redeemed at the till, each
+    # naming its purchase by order_ref (the purchase's external_id), as a webshop and a till do.
+    admin = api_key("admin")
+    reward = client.post(
+        "/api/v1/rewards",
+        json={"name": "Cookie", "kind": "free_item", "sku": "C", "points_cost": 1},
+        headers=admin,
+    ).json
+    funded: set[str] = set()
+    for i, b in enumerate(bought):
+        if not b.deal:
+            continue
+        member_id = members[b.member]
+        if b.member not in funded:  # enough points for the rewards, whatever was bought
+            r = client.post(
+                f"/api/v1/members/{member_id}/adjustments",
+                json={"points": 100, "reason": "test"},
+                headers=admin,
+            )
+            assert r.status_code == 201, r.json
+            funded.add(b.member)
+        if b.deal in ("voucher", "both"):
+            voucher = {"kind": "amount", "value": 100, "valid_days": 30, "reason": "test"}
+            r = client.post(f"/api/v1/members/{member_id}/vouchers", json=voucher, headers=admin)
+            assert r.status_code == 201, r.json
+            body = {"order_ref": f"p-{i}", "amount": 1000, "currency": "EUR"}
+            r = client.post(f"/api/v1/vouchers/{r.json['code']}/redeem", json=body, headers=headers)
+            assert r.status_code == 200, r.json
+        if b.deal in ("reward", "both"):
+            body = {"member_id": member_id, "reward_id": reward["id"], "order_ref": f"p-{i}"}
+            r = client.post("/api/v1/redemptions", json={**body, "instant": True}, headers=headers)
+            assert r.status_code == 201 and r.json["status"] == "redeemed", r.json
 
     def get(path: str) -> dict[str, Any]:
         r = client.get(path, headers=headers)
