@@ -9,7 +9,8 @@ purchases per second, points earned as for live purchases). Some members leave f
 purchases use a voucher (written with COPY, so segments have their inputs). Then, in-process
 through the Flask test client (the full request path: auth, schema, SQL, JSON), each metrics
 endpoint is called once to warm up and `--runs` times more; the median is printed. Nothing leaves
-the machine; the database is dropped at the end (unless --keep).
+the machine; the database is dropped at the end (unless --keep). First, as a yardstick for the
+machine's speed of the hour, pgbench's built-in load runs for 5 s in a database of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import argparse
 import csv
 import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -144,6 +147,32 @@ def add_feedback_and_vouchers(url: str, seed: int) -> tuple[int, int]:
     return len(chosen), len(used)
 
 
+def machine_speed(dbname: str) -> float | None:
+    """pgbench's built-in TPC-B-like load (scale 1, 4 clients, 5 s) in a throw-away database of
+    its own: a yardstick printed beside the figures, since this machine's speed changes from
+    hour to hour (the import's rate moves with it). None where pgbench is missing."""
+    if shutil.which("pgbench") is None:
+        return None
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        base = ["-h", "127.0.0.1", "-U", "postgres"]
+        subprocess.run(["pgbench", *base, "-i", "-q", "-s", "1", dbname], check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            ["pgbench", *base, "-n", "-c", "4", "-j", "2", "-T", "5", dbname],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        match = re.search(r"tps = ([0-9.]+)", done.stdout)
+        return float(match.group(1)) if match else None
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
@@ -166,6 +195,9 @@ def main() -> None:
             (list(SETTINGS),),
         ).fetchone()
         print(f"PostgreSQL {conn.info.server_version // 10000}: {settings[0] if settings else ''}")
+    tps = machine_speed(name + "_pgbench")
+    if tps is not None:
+        print(f"machine: pgbench TPC-B (scale 1, 4 clients, 5 s) {tps:,.0f} tps")
     env = {**os.environ, "DATABASE_URL": url}
     try:
         flask = [str(BIN / "flask"), "--app", "wsgi"]
