@@ -38,8 +38,8 @@ class Purchase(Base):
             "points_reversed >= 0 AND points_reversed <= points_earned",
             name="reversed_within_earned",
         ),
+        # No index on occurred_at alone: see migration 0009.
         Index("ix_purchases_member_id_occurred_at", "member_id", "occurred_at"),
-        Index("ix_purchases_occurred_at", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
