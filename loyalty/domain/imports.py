@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 from loyalty.domain import earning, ledger
 from loyalty.domain.clients import system_actor
 from loyalty.domain.program import get_program
+from loyalty.domain.sql import bigint_array
 from loyalty.models.types import UTCDateTime, utcnow
 
 REQUIRED = ("customer_ref", "external_id", "occurred_at", "amount")
@@ -482,9 +483,9 @@ def _write_batch_direct(
             known, created = _member_ids(cur, refs, members, now)
             ids = sorted(set(known.values()))
             cur.execute(
-                "SELECT id, external_ref, points FROM members WHERE id = ANY(%s) "
+                "SELECT id, external_ref, points FROM members WHERE id = ANY(%s::bigint[]) "
                 "ORDER BY id FOR UPDATE",
-                (ids,),
+                (bigint_array(ids),),
             )
             balance: dict[int, int] = {}
             for member_id, ref, points in cur:
@@ -560,22 +561,22 @@ def _member_ids(
     known = {ref: members[ref] for ref in refs if ref in members}
     created: dict[str, int] = {}
 
-    def missing() -> list[str]:
-        return [ref for ref in refs if ref not in known]
+    def look_up(missing: list[str]) -> list[str]:
+        """Looks the refs up; returns those still unknown."""
+        cur.execute("SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing,))
+        known.update(cur.fetchall())
+        return [ref for ref in missing if ref not in known]
 
-    def look_up() -> None:
-        if missing():
-            cur.execute(
-                "SELECT external_ref, id FROM members WHERE external_ref = ANY(%s)", (missing(),)
-            )
-            known.update(cur.fetchall())
-
-    look_up()
-    if missing():
-        cur.execute(_CREATE_MEMBERS_DIRECT, (now, now, missing()))
+    missing = [ref for ref in refs if ref not in known]
+    if missing:
+        missing = look_up(missing)
+    if missing:
+        cur.execute(_CREATE_MEMBERS_DIRECT, (now, now, missing))
         created = dict(cur.fetchall())
         known.update(created)
-    look_up()  # any created by someone else since the first look
+        missing = [ref for ref in missing if ref not in known]
+        if missing:  # created by someone else since the first look
+            look_up(missing)
     if len(known) != len(refs):
         raise _Fallback("a member could not be found or created")
     return known, created

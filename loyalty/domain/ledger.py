@@ -20,7 +20,7 @@ from sqlalchemy.orm.util import identity_key
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
 from loyalty.domain.members import check_card_use, require_member_ref
-from loyalty.domain.sql import Fast
+from loyalty.domain.sql import Fast, bigint_array
 from loyalty.errors import (
     InsufficientPoints,
     NotFound,
@@ -427,7 +427,7 @@ def copy_earnings(
           FROM unnest(%s::bigint[], %s::bigint[]) AS t(id, earned)
          WHERE members.id = t.id
         """,
-        (now, list(earned), list(earned.values())),
+        (now, bigint_array(earned), bigint_array(earned.values())),
     )
     return sum(earned.values()), cursor.rowcount
 
