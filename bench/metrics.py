@@ -1,6 +1,7 @@
 """Metrics benchmark: import a generated history, then time every metrics endpoint.
 
     .venv/bin/python bench/metrics.py [--members N] [--purchases M] [--runs 5] [--no-earn]
+        [--order customer|time]
 
 On a throw-away PostgreSQL database (127.0.0.1:5432, user postgres; LOYALTY_BENCH_PG to change):
 migrations, then a deterministic history (seed 42) of N members and M purchases over the two years
@@ -49,10 +50,12 @@ ENDPOINTS = [
 ]
 
 
-def generate(path: Path, members: int, purchases: int, seed: int) -> None:
+def generate(path: Path, members: int, purchases: int, seed: int, by_time: bool = False) -> None:
     """A history with the shape of a real shop's: each member joins on a day of the two years,
     buys a number of times drawn from a heavy-tailed distribution (many once, a few often), at
-    gaps that make some loyal and some lapse; the counts are scaled to exactly M purchases."""
+    gaps that make some loyal and some lapse; the counts are scaled to exactly M purchases. Rows
+    come customer by customer, or with `by_time` (the same rows) in the order they happened, as
+    a till system's export would list them."""
     rng = random.Random(seed)
     weights = [rng.paretovariate(1.3) for _ in range(members)]
     scale = (purchases - members) / sum(weights)
@@ -65,25 +68,29 @@ def generate(path: Path, members: int, purchases: int, seed: int) -> None:
         elif counts[j] > 1:
             counts[j] -= 1
     n = 0
+    rows = []
+    for member, count in enumerate(counts, start=1):
+        start = rng.random() * DAYS
+        span = DAYS - start
+        for _ in range(count):
+            at = FIRST_DAY + timedelta(days=start + rng.random() * span)
+            cents = int(rng.lognormvariate(7.5, 0.8))
+            n += 1
+            rows.append(
+                [
+                    f"cust-{member}",
+                    f"h-{n}",
+                    at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    f"{cents // 100}.{cents % 100:02d}",
+                    f"store-{rng.randint(1, 20)}",
+                ]
+            )
+    if by_time:
+        rows.sort(key=lambda row: row[2])  # ISO 8601 in UTC: text order is time order
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["customer_ref", "external_id", "occurred_at", "amount", "store_id"])
-        for member, count in enumerate(counts, start=1):
-            start = rng.random() * DAYS
-            span = DAYS - start
-            for _ in range(count):
-                at = FIRST_DAY + timedelta(days=start + rng.random() * span)
-                cents = int(rng.lognormvariate(7.5, 0.8))
-                n += 1
-                out.writerow(
-                    [
-                        f"cust-{member}",
-                        f"h-{n}",
-                        at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        f"{cents // 100}.{cents % 100:02d}",
-                        f"store-{rng.randint(1, 20)}",
-                    ]
-                )
+        out.writerows(rows)
 
 
 def add_feedback_and_vouchers(url: str, seed: int) -> tuple[int, int]:
@@ -183,6 +190,12 @@ def main() -> None:
     parser.add_argument(
         "--no-earn", action="store_true", help="import without points (purchases only)"
     )
+    parser.add_argument(
+        "--order",
+        choices=("customer", "time"),
+        default="customer",
+        help="rows of the file customer by customer (default) or in time order",
+    )
     args = parser.parse_args()
 
     name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
@@ -207,9 +220,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "history.csv"
             t0 = time.perf_counter()
-            generate(path, args.members, args.purchases, args.seed)
+            generate(path, args.members, args.purchases, args.seed, args.order == "time")
             print(
                 f"generated {args.purchases} purchases of {args.members} members "
+                f"in {args.order} order "
                 f"({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.1f} s"
             )
 
