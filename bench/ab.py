@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ def main() -> None:
     parser.add_argument(
         "--client",
         choices=("wrk", "python"),
-        default="wrk" if shutil.which("wrk") else "python",
+        default=accrual.DEFAULT_CLIENT,
         help="load generator (as in bench/accrual.py)",
     )
     args = parser.parse_args()

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ADMIN_URL = os.environ.get("LOYALTY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 RETRY_SHARE = 0.1
+DEFAULT_CLIENT = "wrk" if shutil.which("wrk") else "python"  # the load generator (--client)
 THREADS_PER_PROCESS = 4
 
 # The statements of one purchase as the app sends them on PostgreSQL (BEGIN; card + programme;
@@ -317,7 +318,7 @@ def main() -> None:
     parser.add_argument(
         "--client",
         choices=("wrk", "python"),
-        default="wrk" if shutil.which("wrk") else "python",
+        default=DEFAULT_CLIENT,
         help="load generator: wrk (C; the default where installed) or the Python client",
     )
     parser.add_argument(

@@ -164,8 +164,8 @@ def machine_speed(dbname: str) -> float | None:
         conn.execute(f'CREATE DATABASE "{dbname}"')
     try:
         base = ["-h", "127.0.0.1", "-U", "postgres"]
-        subprocess.run(["pgbench", *base, "-i", "-q", "-s", "1", dbname], check=True,
-                       capture_output=True, timeout=120)  # fmt: skip
+        init = ["pgbench", *base, "-i", "-q", "-s", "1", dbname]
+        subprocess.run(init, check=True, capture_output=True, timeout=120)
         done = subprocess.run(
             ["pgbench", *base, "-n", "-c", "4", "-j", "2", "-T", "5", dbname],
             capture_output=True,

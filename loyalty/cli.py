@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from loyalty import auth
-from loyalty.domain import idempotency, ledger, members, program
+from loyalty.domain import idempotency, imports, ledger, members, program
 from loyalty.domain.context import Actor
 from loyalty.extensions import db
 from loyalty.models import SCOPES, ApiClient, Member
@@ -212,7 +212,7 @@ def stripe_sync() -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1_000_000),
-    default=50_000,
+    default=imports.BATCH_ROWS,
     show_default=True,
     help="Rows per transaction; a batch with a bad row is not written at all.",
 )
@@ -223,7 +223,6 @@ def import_purchases(file: Any, no_earn: bool, check_only: bool, batch_size: int
     import os
 
     from loyalty.api.uow import write_transaction
-    from loyalty.domain import imports
 
     size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
     consumed = 0

@@ -229,17 +229,18 @@ def record_purchase(
         done = ledger.insert_purchase_with_credit(
             session, values, first.kind, first.points, reason=first.reason, actor=actor, now=now
         )
-        inserted = None if done is None else (done[0],)
+        purchase_id = None
         if done is not None:
-            balance = _balance_of(done[1], done[2])
+            purchase_id, points, held = done
+            balance = _balance_of(points, held)
         to_credit = awards[1:]
     else:
-        inserted = _insert_purchase(session).first(
+        row = _insert_purchase(session).first(
             conn, {**values, "returned_amount": 0, "points_reversed": 0, "created_at": now}
         )
-    if inserted is None:
+        purchase_id = None if row is None else row[0]
+    if purchase_id is None:
         return _existing_receipt(conn, data["external_id"], member_id, actor), False
-    purchase_id = inserted[0]
     used = []
     if data.get("voucher_codes"):
         for code in data["voucher_codes"]:

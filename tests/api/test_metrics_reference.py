@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from loyalty.extensions import db
 from loyalty.models import Feedback, Member, Purchase
+from tests.api.test_metrics_segments import goodwill_code
 
 FIRST = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 455  # 2025-01-01 .. 2026-03-31
@@ -315,11 +316,9 @@ def test_metrics_agree_with_a_plain_reading_of_the_definitions(
             assert r.status_code == 201, r.json
             funded.add(b.member)
         if b.deal in ("voucher", "both"):
-            voucher = {"kind": "amount", "value": 100, "valid_days": 30, "reason": "test"}
-            r = client.post(f"/api/v1/members/{member_id}/vouchers", json=voucher, headers=admin)
-            assert r.status_code == 201, r.json
+            code = goodwill_code(client, admin, member_id)
             body = {"order_ref": f"p-{i}", "amount": 1000, "currency": "EUR"}
-            r = client.post(f"/api/v1/vouchers/{r.json['code']}/redeem", json=body, headers=headers)
+            r = client.post(f"/api/v1/vouchers/{code}/redeem", json=body, headers=headers)
             assert r.status_code == 200, r.json
         if b.deal in ("reward", "both"):
             body = {"member_id": member_id, "reward_id": reward["id"], "order_ref": f"p-{i}"}
