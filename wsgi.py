@@ -1,5 +1,5 @@
 """WSGI entry point: `gunicorn wsgi:app`, `flask --app wsgi ...`."""
 
-from loyalty import create_app
+from loyalty.app import create_app
 
 app = create_app()

@@ -21,20 +21,13 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 from sqlalchemy import select
 
-from loyalty.errors import DomainError
+from loyalty.errors import Forbidden, Unauthorized
+from loyalty.extensions import db
 from loyalty.models import SCOPES, ApiClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ALL = ("pos", "webshop", "admin", "reports")
-
-
-class Unauthorized(DomainError):
-    status, code, title = 401, "unauthorized", "Missing or unknown API key"
-
-
-class Forbidden(DomainError):
-    status, code, title = 403, "forbidden", "The API key lacks the scope for this operation"
 
 
 @dataclass(frozen=True)
@@ -62,8 +55,6 @@ def clear_cache() -> None:
 
 
 def _lookup(key: str) -> Client | None:
-    from loyalty.extensions import db
-
     digest = hash_key(key)
     ttl = current_app.config["LOYALTY_API_KEY_CACHE_SECONDS"]
     now = time.monotonic()

@@ -1,24 +1,19 @@
-"""Domain errors and their one mapping to `application/problem+json` (RFC 9457).
+"""The error table: every refusal a client can get, as plain data (no Flask here).
 
-Domain code raises a `DomainError` subclass; nothing else decides a status or a code. HTTP-level
-failures (unknown route, bad JSON, body too large, schema validation) are mapped here too, so every
-error a client sees has the same shape:
+Each `DomainError` subclass fixes `status`, `code` and `title`; domain code raises them and
+nothing else decides a status or a code. `loyalty/api/problems.py` turns them (and HTTP-level
+failures) into `application/problem+json` (RFC 9457):
 
     {"type", "title", "status", "detail", "code", "errors": {"field": ["message"]}}
+
+A database constraint maps to its error by constraint name (`CONSTRAINT_ERRORS`), so a unique
+violation lost to a concurrent request gives the same 409 as the check that ran first.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-from flask import Response, json
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger(__name__)
-
-PROBLEM_MIMETYPE = "application/problem+json"
+from typing import ClassVar
 
 
 class DomainError(Exception):
@@ -45,6 +40,19 @@ class DomainError(Exception):
 # 400 ------------------------------------------------------------------------------------------
 class BadRequest(DomainError):
     status, code, title = 400, "bad_request", "Bad request"
+
+
+class InvalidSignature(BadRequest):
+    code, title = "invalid_signature", "The Stripe-Signature header does not verify"
+
+
+# 401, 403 -------------------------------------------------------------------------------------
+class Unauthorized(DomainError):
+    status, code, title = 401, "unauthorized", "Missing or unknown API key"
+
+
+class Forbidden(DomainError):
+    status, code, title = 403, "forbidden", "The API key lacks the scope for this operation"
 
 
 # 404 ------------------------------------------------------------------------------------------
@@ -86,7 +94,7 @@ class MemberErased(Conflict):
 
 
 class ExternalIdConflict(Conflict):
-    code, title = "external_id_conflict", "This external_id is used by another member's record"
+    code, title = "external_id_conflict", "This external_id was used for a different record"
 
 
 class RedemptionNotReserved(Conflict):
@@ -178,104 +186,22 @@ class MemberMismatch(DomainError):
     code, title = "member_mismatch", "card_number and member_id name different members"
 
 
-# helpers --------------------------------------------------------------------------------------
-def problem(
-    status: int,
-    code: str,
-    title: str,
-    detail: str | None = None,
-    errors: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    """A problem+json response."""
-    body = {
-        "type": f"urn:loyalty:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail or title,
-        "code": code,
-        "errors": dict(errors or {}),
-    }
-    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
-    for name, value in (headers or {}).items():
-        resp.headers[name] = value
-    return resp
-
-
-def domain_error_response(exc: DomainError) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="loyalty"'} if exc.status == 401 else None
-    return problem(exc.status, exc.code, exc.title, exc.detail, exc.errors, headers)
-
-
-def flatten_messages(messages: Any) -> dict[str, list[str]]:
-    """webargs/marshmallow messages → {"field.path": ["message", ...]}.
-
-    webargs nests them under the location (`{"json": {"email": ["..."]}}`); the location is
-    dropped, nested fields are joined with dots, list indexes kept (`purchases.3.amount`).
-    """
-    out: dict[str, list[str]] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), sub)
-        elif isinstance(value, list | tuple):
-            if all(isinstance(v, str) for v in value):
-                out.setdefault(prefix or "_schema", []).extend(value)
-            else:
-                for sub in value:
-                    walk(prefix, sub)
-        else:
-            out.setdefault(prefix or "_schema", []).append(str(value))
-
-    if isinstance(messages, Mapping):
-        for location, sub in messages.items():
-            if location in ("json", "query", "querystring", "form", "headers", "path", "files"):
-                walk("", sub)
-            else:
-                walk(str(location), sub)
-    else:
-        walk("", messages)
-    return out
-
-
-_HTTP_CODES = {
-    400: ("bad_request", "Bad request"),
-    401: ("unauthorized", "Missing or unknown API key"),
-    403: ("forbidden", "The API key lacks the scope for this operation"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    406: ("not_acceptable", "Not acceptable"),
-    409: ("conflict", "Conflict with the current state"),
-    413: ("payload_too_large", "The request body is too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
-    422: ("validation_error", "The request is not valid"),
-    429: ("too_many_requests", "Too many requests"),
+# constraints -----------------------------------------------------------------------------------
+#: Unique constraints a concurrent request can lose on, by name → (error, field at fault).
+CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str]] = {
+    "uq_members_email": (EmailTaken, "email"),
+    "uq_members_phone": (PhoneTaken, "phone"),
+    "uq_members_external_ref": (ExternalRefTaken, "external_ref"),
+    "uq_cards_number": (CardInUse, "card_number"),
+    "uq_purchases_api_client_id_external_id": (ExternalIdConflict, "external_id"),
+    "uq_returns_api_client_id_external_id": (ExternalIdConflict, "external_id"),
+    "uq_feedback_purchase_id": (FeedbackExists, "purchase_id"),
 }
 
 
-def http_error_response(exc: HTTPException) -> Response:
-    """Map a werkzeug/webargs HTTPException to problem+json."""
-    status = exc.code or 500
-    code, title = _HTTP_CODES.get(status, ("error", exc.name or "Error"))
-    detail = exc.description if isinstance(exc.description, str) else None
-    errors: dict[str, list[str]] = {}
-    data = getattr(exc, "data", None) or {}
-    messages = data.get("messages") if isinstance(data, Mapping) else None
-    if messages:
-        errors = flatten_messages(messages)
-        if status == 400 and any("Invalid JSON" in m for ms in errors.values() for m in ms):
-            code, title = "invalid_json", "The body is not valid JSON"
-            errors = {"_body": ["Invalid JSON body."]}
-        detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
-    headers = {}
-    if status == 405 and exc.get_response().headers.get("Allow"):
-        headers["Allow"] = exc.get_response().headers["Allow"]
-    if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="loyalty"'
-    return problem(status, code, title, detail if detail else None, errors, headers)
-
-
-def internal_error_response(exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return problem(500, "internal_error", "Internal server error")
+def for_constraint(name: str | None) -> DomainError:
+    """The error a violated unique constraint stands for (a generic 409 for any other)."""
+    error_class, field = CONSTRAINT_ERRORS.get(name or "", (Conflict, ""))
+    if error_class is Conflict:
+        return Conflict("The request conflicts with the current state.")
+    return error_class("Conflicts with a concurrent change.", field=field)

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import contextvars
+import http
+from typing import Any
+
 from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_smorest.spec import prepare_response
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
 
-from loyalty.api.base import LoyaltyApi
-
-# Named constraints, so migrations are stable and errors can be mapped by name.
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from loyalty.models.base import Base
+from loyalty.schemas.common import PROBLEM_MIMETYPE, ProblemSchema
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+class LoyaltyApi(Api):
+    """flask-smorest's Api, with errors documented as application/problem+json."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Error (problem+json)", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = LoyaltyApi()
+
+#: Read by the SQLite BEGIN hook: a write transaction takes the write lock up front
+#: (BEGIN IMMEDIATE), so read-then-write cannot interleave between app servers.
+write_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "write_transaction", default=False
+)

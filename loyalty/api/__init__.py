@@ -1,9 +1,10 @@
-"""HTTP API v1: one blueprint per resource."""
+"""HTTP API v1: one blueprint per resource (registered by `loyalty.app.create_app`)."""
 
 from __future__ import annotations
 
 from flask import current_app
 
+from loyalty.auth import current_client
 from loyalty.domain.context import Actor, Settings
 
 
@@ -22,34 +23,6 @@ def settings() -> Settings:
 
 
 def actor() -> Actor:
-    from loyalty.auth import current_client
-
+    """The calling API client, as the domain records it."""
     client = current_client()
     return Actor(client_id=client.id, name=client.name)
-
-
-def register_blueprints(api: object) -> None:
-    from loyalty.api import (
-        cards,
-        feedback,
-        members,
-        metrics,
-        program,
-        purchases,
-        rewards,
-        stripe_webhook,
-        vouchers,
-    )
-
-    for module in (
-        members,
-        cards,
-        purchases,
-        rewards,
-        vouchers,
-        feedback,
-        program,
-        metrics,
-        stripe_webhook,
-    ):
-        api.register_blueprint(module.blp, url_prefix="/api/v1")  # type: ignore[attr-defined]

@@ -1,54 +1,10 @@
-"""flask-smorest's Api and Blueprint, with our error shape and pagination headers."""
+"""flask-smorest's Blueprint with our pagination headers, and the page window helper."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import marshmallow as ma
-from flask_smorest import Api, Blueprint
-from flask_smorest.spec import prepare_response
-from werkzeug.exceptions import HTTPException
-
-from loyalty.errors import PROBLEM_MIMETYPE, http_error_response
-
-
-class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, with our stable `code` and per-field `errors`."""
-
-    type = ma.fields.String(required=True, metadata={"example": "urn:loyalty:problem:not_found"})
-    title = ma.fields.String(required=True)
-    status = ma.fields.Integer(required=True)
-    detail = ma.fields.String(required=True)
-    code = ma.fields.String(
-        required=True, metadata={"description": "Stable machine-readable error code"}
-    )
-    errors = ma.fields.Dict(
-        keys=ma.fields.String(),
-        values=ma.fields.List(ma.fields.String()),
-        required=True,
-        metadata={"description": "Messages per field at fault"},
-    )
-
-
-class LoyaltyApi(Api):
-    ERROR_SCHEMA = ProblemSchema
-
-    def handle_http_exception(self, error: HTTPException) -> Any:
-        return http_error_response(error)
-
-    def _register_responses(self) -> None:
-        """As flask-smorest's, but errors are documented as application/problem+json."""
-        import http
-
-        for status in http.HTTPStatus:
-            response: dict[str, Any] = {"description": status.phrase}
-            if not (100 <= status < 200) and status not in (204, 304):
-                response["schema"] = self.ERROR_SCHEMA
-            prepare_response(response, self.spec, PROBLEM_MIMETYPE)
-            self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Error (problem+json)", "schema": self.ERROR_SCHEMA}
-        prepare_response(response, self.spec, PROBLEM_MIMETYPE)
-        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+from flask_smorest import Blueprint
 
 
 class LoyaltyBlueprint(Blueprint):

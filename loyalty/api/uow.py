@@ -1,15 +1,15 @@
 """The unit of work around a write request: one transaction, idempotency included.
 
-    auth → transactional → [claim Idempotency-Key] → parse → domain → dump → [store] → COMMIT
+    auth → transactional → [look the Idempotency-Key up: replay?] → parse → domain → dump
+         → [store the response for the key] → COMMIT
 
-Domain functions flush, never commit; this decorator owns the transaction, so the effect and its
-idempotency record land together or not at all.
+Domain functions flush, never commit; this module owns the transaction, so the effect and its
+idempotency record land together or not at all (domain/idempotency.py has the design).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 from collections.abc import Callable, Iterator
 from copy import deepcopy
@@ -20,19 +20,16 @@ from flask import Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from loyalty import errors
 from loyalty.auth import current_client
 from loyalty.domain import idempotency, redemptions
+from loyalty.domain.sql import constraint_name
 from loyalty.domain.vouchers import MIRROR_AFTER_COMMIT
-from loyalty.errors import Conflict, DomainError
-from loyalty.extensions import db
+from loyalty.errors import DomainError
+from loyalty.extensions import db, write_transaction
+from loyalty.integrations import stripe as stripe_integration
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: Read by the SQLite BEGIN hook: a write transaction takes the write lock up front
-#: (BEGIN IMMEDIATE), so read-then-write cannot interleave between app servers.
-write_transaction: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "write_transaction", default=False
-)
 
 IDEMPOTENCY_HEADER_DOC = {
     "in": "header",
@@ -43,37 +40,9 @@ IDEMPOTENCY_HEADER_DOC = {
     "(header Idempotent-Replayed: true); the same key with another body is refused with 409.",
 }
 
-_CONSTRAINT_ERRORS: dict[str, tuple[str, str]] = {
-    # constraint name or SQLite "table.column" → (code, field)
-    "uq_members_email": ("email_taken", "email"),
-    "members.email": ("email_taken", "email"),
-    "uq_members_phone": ("phone_taken", "phone"),
-    "members.phone": ("phone_taken", "phone"),
-    "uq_members_external_ref": ("external_ref_taken", "external_ref"),
-    "members.external_ref": ("external_ref_taken", "external_ref"),
-    "uq_cards_number": ("card_in_use", "card_number"),
-    "cards.number": ("card_in_use", "card_number"),
-    "uq_purchases_api_client_id_external_id": ("external_id_conflict", "external_id"),
-    "purchases.api_client_id, purchases.external_id": ("external_id_conflict", "external_id"),
-    "uq_returns_api_client_id_external_id": ("external_id_conflict", "external_id"),
-    "returns.api_client_id, returns.external_id": ("external_id_conflict", "external_id"),
-}
-
-
-def conflict_from_integrity_error(exc: IntegrityError) -> DomainError:
-    """A unique violation lost to a concurrent request, as the 409 a pre-check would give."""
-    message = str(exc.orig)
-    for marker, (code, field) in _CONSTRAINT_ERRORS.items():
-        if marker in message:
-            error = Conflict("Conflicts with a concurrent change.", field=field)
-            error.code = code  # type: ignore[misc]
-            return error
-    return Conflict("The request conflicts with the current state.")
-
 
 def replay(stored: idempotency.Stored) -> Response:
-    mimetype = "application/json"
-    resp = Response(stored.body, status=stored.status_code, mimetype=mimetype)
+    resp = Response(stored.body, status=stored.status_code, mimetype="application/json")
     resp.headers["Idempotent-Replayed"] = "true"
     return resp
 
@@ -81,7 +50,8 @@ def replay(stored: idempotency.Stored) -> Response:
 @contextlib.contextmanager
 def unit_of_work() -> Iterator[Session]:
     """One write transaction: commit at the end, roll back on any error; a unique violation lost
-    to a concurrent request becomes the 409 a pre-check would have given."""
+    to a concurrent request becomes the error its constraint stands for (errors.for_constraint),
+    the 409 a pre-check would have given."""
     session = db.session()
     token = write_transaction.set(True)
     if session.in_transaction() and session.get_bind().dialect.name == "sqlite":
@@ -95,7 +65,7 @@ def unit_of_work() -> Iterator[Session]:
     except IntegrityError as exc:
         session.rollback()
         session.info.pop(MIRROR_AFTER_COMMIT, None)
-        raise conflict_from_integrity_error(exc) from None
+        raise errors.for_constraint(constraint_name(exc)) from None
     except BaseException:
         session.rollback()
         session.info.pop(MIRROR_AFTER_COMMIT, None)
@@ -117,8 +87,6 @@ def _after_commit(session: Session) -> None:
     ids = session.info.pop(MIRROR_AFTER_COMMIT, None)
     if not ids:
         return
-    from loyalty.integrations import stripe as stripe_integration
-
     config = stripe_integration.StripeConfig.from_mapping(current_app.config)
     if config.enabled:
         try:
@@ -128,47 +96,96 @@ def _after_commit(session: Session) -> None:
             session.rollback()
 
 
+class _Key:
+    """The Idempotency-Key of this request, if it has one, with what identifies the request."""
+
+    def __init__(self) -> None:
+        self.key = request.headers.get("Idempotency-Key")
+        if self.key is not None:
+            idempotency.check_key(self.key)
+            self.client_id = current_client().id
+            self.hash = idempotency.fingerprint(request.method, request.path, request.get_data())
+
+    def lookup(self, session: Session) -> idempotency.Stored | None:
+        assert self.key is not None
+        return idempotency.lookup(session, self.client_id, self.key, self.hash)
+
+    def store(self, session: Session, resp: Response) -> idempotency.Stored | None:
+        """Store a 2xx response; a twin's stored response when the twin got there first."""
+        assert self.key is not None
+        body = resp.get_data(as_text=True)
+        return idempotency.store(session, self.client_id, self.key, self.hash, resp.status_code, body)
+
+
+def respond_once(run: Callable[[], Any], *, atomic: bool = True) -> Response:
+    """The response to this request, run at most once per Idempotency-Key (and client).
+
+    `atomic`: the request is one transaction, its record stored in it. Otherwise (a batch:
+    each item commits on its own) the response is stored in a transaction of its own after
+    `run`. Without a key, `run` just runs (in one transaction when atomic).
+    """
+    key = _Key()
+    if key.key is None:
+        if not atomic:
+            return current_app.make_response(run())
+        with unit_of_work():
+            return current_app.make_response(run())
+    try:
+        if atomic:
+            return _atomic_once(key, run)
+        stored = key.lookup(db.session())
+        if stored is not None:
+            return replay(stored)
+        resp = current_app.make_response(run())
+        if 200 <= resp.status_code < 300:
+            with unit_of_work() as session:
+                stored = key.store(session, resp)
+        return resp if stored is None else replay(stored)
+    except DomainError:
+        # A twin that committed first can make this run fail (the e-mail is taken now, by that
+        # very twin): its stored response, if any, is the answer.
+        stored = key.lookup(db.session())
+        if stored is None:
+            raise
+        return replay(stored)
+
+
+def _atomic_once(key: _Key, run: Callable[[], Any]) -> Response:
+    with unit_of_work() as session:
+        stored = key.lookup(session)
+        if stored is None:
+            resp = current_app.make_response(run())
+            if not 200 <= resp.status_code < 300:
+                session.rollback()  # only 2xx responses are stored, with their effect
+                return resp
+            stored = key.store(session, resp)
+            if stored is None:
+                return resp
+            session.rollback()  # a twin was first: undo this effect, answer as the twin did
+    return replay(stored)
+
+
 def transactional(idempotent: bool = False) -> Callable[[F], F]:
     """Run the view in one transaction and commit once; `idempotent` honours Idempotency-Key."""
 
     def decorator(func: F) -> F:
         @wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            key = request.headers.get("Idempotency-Key") if idempotent else None
-            if key is None:
+            if not idempotent:
                 with unit_of_work():
                     return current_app.make_response(func(*args, **kwargs))
-            idempotency.check_key(key)
-            client_id = current_client().id
-            fp = idempotency.fingerprint(request.method, request.path, request.get_data())
-            try:
-                with unit_of_work() as session:
-                    resp = current_app.make_response(func(*args, **kwargs))
-                    if not 200 <= resp.status_code < 300:
-                        return resp
-                    body = resp.get_data(as_text=True)
-                    if idempotency.record(session, client_id, key, fp, resp.status_code, body):
-                        return resp
-                    # The key was used before (or by a twin that committed first: the INSERT
-                    # waited for it, so this transaction's next statement sees its record):
-                    # answer as the first one did, and undo this request's effect.
-                    stored = idempotency.lookup(session, client_id, key, fp)
-                    session.rollback()
-            except DomainError:
-                # A retry can fail where the first attempt succeeded (the e-mail is taken now,
-                # by that very first attempt): the stored response, if any, is the answer.
-                stored = idempotency.lookup(db.session(), client_id, key, fp)
-                if stored is None:
-                    raise
-                return replay(stored)
-            assert stored is not None
-            return replay(stored)
+            return respond_once(lambda: func(*args, **kwargs))
 
         if idempotent:
-            apidoc = deepcopy(getattr(func, "_apidoc", {}))
-            params = apidoc.setdefault("manual_doc", {}).setdefault("parameters", [])
-            params.append(IDEMPOTENCY_HEADER_DOC)
-            wrapper._apidoc = apidoc  # type: ignore[attr-defined]
+            document_idempotency_key(wrapper, func)
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def document_idempotency_key(wrapper: Any, func: Any) -> None:
+    """Add the Idempotency-Key header to the OpenAPI document of `func`'s view."""
+    apidoc = deepcopy(getattr(func, "_apidoc", {}))
+    params = apidoc.setdefault("manual_doc", {}).setdefault("parameters", [])
+    params.append(IDEMPOTENCY_HEADER_DOC)
+    wrapper._apidoc = apidoc

@@ -1,8 +1,14 @@
-"""Idempotency-Key records: the first response to a (client, key) is the answer forever (≥ TTL).
+"""Idempotency-Key records: the first response to a (client, key) is the answer (≥ TTL).
 
-The record is inserted *before* the effect, in the same transaction. A concurrent twin with the
-same key blocks on the unique index until the first transaction ends: on commit it finds the stored
-response and replays it; on rollback its own insert goes through and it performs the request.
+One design, for every idempotent request (`api/uow.py`'s `respond_once`, `/purchases/batch`):
+
+1. look the key up first (`lookup`): a stored response is replayed and nothing runs again;
+   the same key with another request raises IdempotencyKeyReused;
+2. on a miss, run the request; store its 2xx response (`store`) in the transaction of its
+   effect, so the effect and its record commit together or not at all;
+3. the unique index on (client, key) is the race guard: a concurrent twin that also missed
+   waits on it in `store` until the first commits, then finds the key taken; it rolls its own
+   effect back and replays the first response.
 """
 
 from __future__ import annotations
@@ -105,14 +111,15 @@ def _record_statement(session: Session) -> Fast:
     return stmt
 
 
-def record(
+def store(
     session: Session, client_id: int, key: str, request_hash: str, status_code: int, body: str
-) -> bool:
+) -> Stored | None:
     """Store the response for (client, key) in the transaction of its effect; one statement.
 
-    False when the key is taken: an earlier request, or a concurrent twin (this INSERT waited on
-    the unique index until the twin committed). The caller then rolls its own effect back and
-    replays the stored response (`lookup`), so the effect happens exactly once.
+    None when stored. When the key is taken (a concurrent twin: this INSERT waited on the unique
+    index until the twin committed) it returns the twin's response: the caller rolls its own
+    effect back and replays that, so the effect happens exactly once.
+    Raises IdempotencyKeyReused (the twin was another request).
     """
     stmt = _record_statement(session)
     created = stmt.first(
@@ -126,7 +133,11 @@ def record(
             "created_at": utcnow(),
         },
     )
-    return created is not None
+    if created is not None:
+        return None
+    stored = lookup(session, client_id, key, request_hash)
+    assert stored is not None, "the key was taken"
+    return stored
 
 
 def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:

@@ -161,7 +161,7 @@ def settle(
     )
 
 
-# the hot path: crediting points in two statements ---------------------------------------------
+# earning: crediting points in two statements ---------------------------------------------
 # The UPDATE takes the row lock itself and returns the new balance; `points` on the right-hand
 # side is the old value on PostgreSQL and SQLite alike.
 def _add_points(delta: str) -> str:
@@ -183,32 +183,6 @@ _CREDIT = text(
     """
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 _ENTRY = insert(cast(Table, LedgerEntry.__table__))
-
-
-def _credit_ctes(purchase_id: str, source: str = "", only_if: str = "") -> str:
-    """The CTEs `m` (the balance UPDATE) and `e` (its entry) of credit() in one statement
-    (PostgreSQL): `purchase_id` is the entry's purchase (an SQL expression over `source`, a CTE
-    the entry also reads), `only_if` an extra condition on the UPDATE."""
-    return f"""m AS (
-      UPDATE members
-         SET {_add_points(":delta")},
-             updated_at = :now
-       WHERE id = :member_id {only_if}
-      RETURNING id, points, held
-    ), e AS (
-      INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
-                                  api_client_id, actor, created_at)
-      SELECT m.id, :kind, :delta, m.points, :reason, {purchase_id}, :api_client_id, :actor, :now
-        FROM m{source}
-    )"""
-
-
-# PostgreSQL: the two writes of credit() in one round trip (a data-modifying CTE).
-_CREDIT_WITH_ENTRY = Fast(
-    text(f"WITH {_credit_ctes(':purchase_id')} SELECT points, held FROM m").bindparams(
-        bindparam("now", type_=UTCDateTime())
-    )
-)
 
 
 def _expire_cached(session: Session, member_id: int) -> None:
@@ -238,23 +212,6 @@ def credit(
         raise ValueError("credit() adds earned points; use post() for anything else")
     conn = session.connection()
     _expire_cached(session, member_id)
-    if conn.dialect.name == "postgresql":
-        row = _CREDIT_WITH_ENTRY.first(
-            conn,
-            {
-                "delta": points,
-                "now": now,
-                "member_id": member_id,
-                "kind": kind,
-                "reason": reason,
-                "purchase_id": purchase_id,
-                "api_client_id": actor.client_id,
-                "actor": actor.name,
-            },
-        )
-        if row is None:
-            raise NotFound(f"No member {member_id}.", field="member_id")
-        return int(row[0]), int(row[1])
     row = conn.execute(_CREDIT, {"delta": points, "now": now, "member_id": member_id}).first()
     if row is None:
         raise NotFound(f"No member {member_id}.", field="member_id")
@@ -277,66 +234,6 @@ def credit(
         },
     )
     return balance, held
-
-
-# PostgreSQL: a new purchase and its first award in one statement, so a till's purchase costs one
-# round trip less. The purchase's INSERT … ON CONFLICT DO NOTHING is the first CTE; the credit
-# (the same UPDATE and entry as _CREDIT_WITH_ENTRY) runs only when it inserted a row, so a
-# repeated or concurrent twin `external_id` waits on the unique index, then credits nothing and
-# gets no row back.
-_PURCHASE_WITH_CREDIT = Fast(
-    text(
-        f"""
-    WITH p AS (
-      INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency, occurred_at,
-                             store_id, points_earned, returned_amount, points_reversed, created_at)
-      VALUES (:member_id, :api_client_id, :external_id, :amount, :currency, :occurred_at,
-              :store_id, :points_earned, 0, 0, :now)
-      ON CONFLICT (api_client_id, external_id) DO NOTHING
-      RETURNING id
-    ), {_credit_ctes("p.id", source=", p", only_if="AND EXISTS (SELECT FROM p)")}
-    SELECT p.id, m.points, m.held FROM p LEFT JOIN m ON true
-    """
-    )
-)
-
-
-def insert_purchase_with_credit(
-    session: Session,
-    purchase: dict[str, Any],
-    kind: str,
-    points: int,
-    *,
-    reason: str,
-    actor: Actor,
-    now: datetime,
-) -> tuple[int, int, int] | None:
-    """PostgreSQL only: INSERT the purchase (`purchase`: member_id, api_client_id, external_id,
-    amount, currency, occurred_at, store_id, points_earned) and credit it as credit() would, in one
-    statement. Returns (purchase id, points, held) after, or None when the client already has a
-    purchase with this external_id (nothing written). Raises NotFound (no such member)."""
-    if points <= 0 or kind not in ("earn", "bonus"):
-        raise ValueError("insert_purchase_with_credit() adds earned points")
-    conn = session.connection()
-    assert conn.dialect.name == "postgresql"
-    member_id = purchase["member_id"]
-    _expire_cached(session, member_id)
-    row = _PURCHASE_WITH_CREDIT.first(
-        conn,
-        {
-            **purchase,
-            "now": now,
-            "delta": points,
-            "kind": kind,
-            "reason": reason,
-            "actor": actor.name,
-        },
-    )
-    if row is None:
-        return None
-    if row[1] is None:
-        raise NotFound(f"No member {member_id}.", field="member_id")
-    return int(row[0]), int(row[1]), int(row[2])
 
 
 # bulk earning (imports) -------------------------------------------------------------------------

@@ -69,7 +69,7 @@ _RATES = (
     Program.rounding,
     Program.come_back_policy,
 )
-# The programme's rates and the card in one round trip (the programme is always row 1).
+# The programme's rates and the card (or member) in one round trip (the programme is row 1).
 _BY_CARD = Fast(
     select(Card.member_id, Card.status, *_RATES)
     .select_from(Card)
@@ -114,6 +114,9 @@ _EXISTING = Fast(
         Purchase.external_id == bindparam("external_id"),
     )
 )
+_EXISTING_LINES = select(
+    PurchaseLine.sku, PurchaseLine.category, PurchaseLine.quantity, PurchaseLine.unit_price
+).order_by(PurchaseLine.line_no)
 _PURCHASE_COLUMNS = (
     "member_id",
     "api_client_id",
@@ -184,15 +187,14 @@ def record_purchase(
 ) -> tuple[Receipt, bool]:
     """Record a completed sale and post what it earns. Returns (receipt, created).
 
-    The hot path of the service, with statements built once (sql.Fast: straight on psycopg on
-    PostgreSQL): programme and card in one query; the purchase inserted with ON CONFLICT DO
-    NOTHING (a concurrent or repeated post of the same `external_id` by the same client waits on
-    the unique index, then gets the first purchase, created = False, and earns nothing); the
-    points credited by ledger.credit (UPDATE … RETURNING + one entry). On PostgreSQL the insert
-    and the first award are one statement (ledger.insert_purchase_with_credit).
-    `voucher_codes` are redeemed in the same transaction: one refused (used, expired, another
-    member's, below its minimum spend, which is checked against the amount paid) refuses the
-    whole purchase.
+    The one path of every purchase: a till's request, a batch item, a Stripe payment. The
+    member and the programme's rates in one query; what it earns from
+    `earning.awards_for_purchase`; the purchase inserted with ON CONFLICT DO NOTHING, so a
+    repeated or concurrent post of the same `external_id` by the same client waits on the unique
+    index, then finds the first purchase: the same fields give (first receipt, False) and earn
+    nothing, other fields raise ExternalIdConflict naming them. `voucher_codes` are redeemed in
+    the same transaction: one refused (used, expired, another member's, below its minimum spend,
+    checked against the amount paid) refuses the whole purchase.
     Raises CurrencyMismatch, InvalidCardNumber, NotFound, CardBlocked, MemberMismatch,
     ValidationFailed, ExternalIdConflict, and the voucher refusals.
     """
@@ -209,107 +211,147 @@ def record_purchase(
         lines=lines,
         store_id=data.get("store_id"),
     )
-    now = utcnow()
-    earned = sum(a.points for a in awards)
-    values = {
-        "member_id": member_id,
-        "api_client_id": actor.client_id,
-        "external_id": data["external_id"],
-        "amount": data["amount"],
-        "currency": rates.currency,
-        "occurred_at": occurred_at,
-        "store_id": data.get("store_id"),
-        "points_earned": earned,
-    }
-    balance = None
-    to_credit = awards
-    if awards and conn.dialect.name == "postgresql":
-        # the purchase and its first award in one round trip
-        first = awards[0]
-        done = ledger.insert_purchase_with_credit(
-            session, values, first.kind, first.points, reason=first.reason, actor=actor, now=now
-        )
-        purchase_id = None
-        if done is not None:
-            purchase_id, points, held = done
-            balance = _balance_of(points, held)
-        to_credit = awards[1:]
-    else:
-        row = _insert_purchase(session).first(
-            conn, {**values, "returned_amount": 0, "points_reversed": 0, "created_at": now}
-        )
-        purchase_id = None if row is None else row[0]
-    if purchase_id is None:
-        return _existing_receipt(conn, data["external_id"], member_id, actor), False
-    used = []
-    if data.get("voucher_codes"):
-        for code in data["voucher_codes"]:
-            voucher, discount = vouchers.redeem(
-                session,
-                code,
-                {
-                    "order_ref": data["external_id"],
-                    "amount": data["amount"],
-                    "currency": data["currency"],
-                    "member_id": member_id,
-                },
-                actor=actor,
-                purchase_id=purchase_id,
-            )
-            used.append({"code": voucher.display_code, "discount": discount})
-    if lines:
-        conn.execute(
-            _INSERT_LINES,
-            [
-                {"purchase_id": purchase_id, "line_no": i, "category": None, **line}
-                for i, line in enumerate(lines, start=1)
-            ],
-        )
-    for award in to_credit:
-        points, held = ledger.credit(
-            session,
-            member_id,
-            award.kind,
-            award.points,
-            reason=award.reason,
-            actor=actor,
-            purchase_id=purchase_id,
-            now=now,
-        )
-        balance = _balance_of(points, held)
-    issued = []
-    if rates.come_back_policy:
-        new = vouchers.come_back(
-            session, member_id, purchase_id, data["amount"], rates.come_back_policy, actor=actor
-        )
-        issued = [new] if new is not None else []
     receipt = Receipt(
-        id=purchase_id,
+        id=0,
         external_id=data["external_id"],
         member_id=member_id,
         amount=data["amount"],
         currency=rates.currency,
         occurred_at=occurred_at,
         store_id=data.get("store_id"),
-        points_earned=earned,
-        balance=balance or _balance(conn, member_id),
-        vouchers_issued=[v.issued_summary for v in issued],
-        vouchers_redeemed=used,
+        points_earned=sum(a.points for a in awards),
+        balance={},
     )
+    now = utcnow()
+    row = _insert_purchase(session).first(conn, _purchase_row(receipt, actor, now))
+    if row is None:
+        return _existing_receipt(conn, receipt, lines, actor), False
+    receipt.id = row[0]
+    receipt.vouchers_redeemed = _redeem_vouchers(session, receipt, data.get("voucher_codes"), actor)
+    if lines:
+        conn.execute(
+            _INSERT_LINES,
+            [
+                {"purchase_id": receipt.id, "line_no": i, "category": None, **line}
+                for i, line in enumerate(lines, start=1)
+            ],
+        )
+    receipt.balance = _post_awards(session, receipt, awards, actor, now)
+    if rates.come_back_policy:
+        new = vouchers.come_back(
+            session, member_id, receipt.id, receipt.amount, rates.come_back_policy, actor=actor
+        )
+        receipt.vouchers_issued = [new.issued_summary] if new is not None else []
     return receipt, True
 
 
-def _existing_receipt(conn: Connection, external_id: str, member_id: int, actor: Actor) -> Receipt:
-    row = _EXISTING.first(conn, {"client_id": actor.client_id, "external_id": external_id})
+def _purchase_row(receipt: Receipt, actor: Actor, now: datetime) -> dict[str, Any]:
+    return {
+        "member_id": receipt.member_id,
+        "api_client_id": actor.client_id,
+        "external_id": receipt.external_id,
+        "amount": receipt.amount,
+        "currency": receipt.currency,
+        "occurred_at": receipt.occurred_at,
+        "store_id": receipt.store_id,
+        "points_earned": receipt.points_earned,
+        "returned_amount": 0,
+        "points_reversed": 0,
+        "created_at": now,
+    }
+
+
+def _post_awards(
+    session: Session, receipt: Receipt, awards: list[earning.Award], actor: Actor, now: datetime
+) -> dict[str, int]:
+    """One ledger entry per award; the member's balance after them."""
+    balance = None
+    for award in awards:
+        points, held = ledger.credit(
+            session,
+            receipt.member_id,
+            award.kind,
+            award.points,
+            reason=award.reason,
+            actor=actor,
+            purchase_id=receipt.id,
+            now=now,
+        )
+        balance = _balance_of(points, held)
+    return balance or _balance(session.connection(), receipt.member_id)
+
+
+def _redeem_vouchers(
+    session: Session, receipt: Receipt, codes: list[str] | None, actor: Actor
+) -> list[dict[str, Any]]:
+    """Redeem the vouchers used on this sale, in its transaction. Raises the voucher refusals."""
+    used = []
+    for code in codes or []:
+        voucher, discount = vouchers.redeem(
+            session,
+            code,
+            {
+                "order_ref": receipt.external_id,
+                "amount": receipt.amount,
+                "currency": receipt.currency,
+                "member_id": receipt.member_id,
+            },
+            actor=actor,
+            purchase_id=receipt.id,
+        )
+        used.append({"code": voucher.display_code, "discount": discount})
+    return used
+
+
+def _line_tuples(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (line["sku"], line.get("category"), line["quantity"], line.get("unit_price"))
+        for line in lines
+    ]
+
+
+def _differences(first: dict[str, Any], repeat: dict[str, Any], what: str) -> dict[str, list[str]]:
+    """{field: [message]} for each field whose value differs between two posts of one id."""
+    return {
+        name: [f"differs from the {what} first recorded with this external_id"]
+        for name, value in repeat.items()
+        if first[name] != value
+    }
+
+
+def _existing_receipt(
+    conn: Connection, receipt: Receipt, lines: list[dict[str, Any]], actor: Actor
+) -> Receipt:
+    """The purchase first recorded under this external_id, if the repeat has its fields.
+
+    Raises ExternalIdConflict naming the fields that differ (amount, currency, member, lines).
+    """
+    row = _EXISTING.first(conn, {"client_id": actor.client_id, "external_id": receipt.external_id})
     assert row is not None, "ON CONFLICT found it"
     purchase_id, owner, amount, currency, occurred_at, store_id, earned, points, held = row
-    if owner != member_id:
+    first_lines = conn.execute(_EXISTING_LINES.where(PurchaseLine.purchase_id == purchase_id))
+    first = {
+        "amount": amount,
+        "currency": currency,
+        "member_id": owner,
+        "lines": [tuple(line) for line in first_lines],
+    }
+    repeat = {
+        "amount": receipt.amount,
+        "currency": receipt.currency,
+        "member_id": receipt.member_id,
+        "lines": _line_tuples(lines),
+    }
+    differences = _differences(first, repeat, "purchase")
+    if differences:
         raise ExternalIdConflict(
-            f"external_id {external_id!r} is a purchase of another member.", field="external_id"
+            f"external_id {receipt.external_id!r} was recorded with other "
+            f"{', '.join(differences)}.",
+            errors=differences,
         )
     return Receipt(
         id=purchase_id,
-        external_id=external_id,
+        external_id=receipt.external_id,
         member_id=owner,
         amount=amount,
         currency=currency,
@@ -333,9 +375,10 @@ def record_return(
 ) -> tuple[Return, bool]:
     """Record a (partial) refund and take back its share of the points. Returns (return, created).
 
-    Cumulative pro rata, rounded down (see earning.reversal_for_return); may leave a debt.
-    A second post of the same `external_id` returns the first. Raises NotFound,
-    ReturnExceedsPurchase, ExternalIdConflict.
+    Cumulative pro rata, rounded down (see earning.reversal_for_return); may leave a debt. A
+    second post of the same `external_id` with the same purchase, amount and lines returns the
+    first (created = False); with others it raises ExternalIdConflict naming them. Raises
+    NotFound, ReturnExceedsPurchase, ExternalIdConflict.
     """
     assert actor.client_id is not None, "returns are posted by an API client"
     purchase = get_purchase(session, purchase_id)
@@ -347,12 +390,7 @@ def record_return(
         )
     )
     if existing is not None:
-        if existing.purchase_id != purchase.id:
-            raise ExternalIdConflict(
-                f"external_id {data['external_id']!r} is a return of another purchase.",
-                field="external_id",
-            )
-        return existing, False
+        return _same_return(existing, purchase.id, data), False
     amount = data["amount"]
     if purchase.returned_amount + amount > purchase.amount:
         raise ReturnExceedsPurchase(
@@ -378,24 +416,57 @@ def record_return(
     )
     session.add(ret)
     session.flush()
-    if points:
+    _take_back(session, member, purchase, ret, actor)
+    return ret, True
+
+
+def _same_return(existing: Return, purchase_id: int, data: dict[str, Any]) -> Return:
+    """The return first recorded under this external_id, if the repeat has its fields.
+
+    Raises ExternalIdConflict naming the fields that differ (purchase, amount, lines).
+    """
+    first = {
+        "purchase_id": existing.purchase_id,
+        "amount": existing.amount,
+        "lines": _line_tuples(existing.lines),
+    }
+    repeat = {
+        "purchase_id": purchase_id,
+        "amount": data["amount"],
+        "lines": _line_tuples(data.get("lines") or []),
+    }
+    differences = _differences(first, repeat, "return")
+    if differences:
+        raise ExternalIdConflict(
+            f"external_id {data['external_id']!r} was recorded with other "
+            f"{', '.join(differences)}.",
+            errors=differences,
+        )
+    return existing
+
+
+def _take_back(
+    session: Session, member: Member, purchase: Purchase, ret: Return, actor: Actor
+) -> None:
+    """Post the return's reversal and update the purchase's totals; a full return also gives
+    back the points of rewards redeemed on the purchase."""
+    if ret.points_reversed:
         ledger.post(
             session,
             member,
             "reverse",
-            -points,
+            -ret.points_reversed,
             reason="return",
             actor=actor,
             purchase_id=purchase.id,
             return_id=ret.id,
             allow_debt=True,
         )
-    purchase.returned_amount += amount
-    purchase.points_reversed += points
+    purchase.returned_amount += ret.amount
+    purchase.points_reversed += ret.points_reversed
     if purchase.returned_amount == purchase.amount:
         redemptions.give_back_for_full_return(session, member, purchase.id, ret.id, actor=actor)
     session.flush()
-    return ret, True
 
 
 def quote(session: Session, data: dict[str, Any]) -> dict[str, Any]:

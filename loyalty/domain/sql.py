@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
+
+from sqlalchemy import UniqueConstraint
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from loyalty.models.base import Base
 
 
 def upsert(session: Session, model: Any) -> Any:
@@ -65,3 +71,33 @@ class Fast:
             sql, params, prepare=True
         )
         return cursor.fetchone()
+
+
+def constraint_name(exc: IntegrityError) -> str | None:
+    """The name of the constraint an IntegrityError violated.
+
+    PostgreSQL names it in the error's diagnostics (psycopg: `diag.constraint_name`). SQLite
+    names the columns instead ("UNIQUE constraint failed: members.email"); they are looked up in
+    the models' unique constraints, whose names follow the same naming convention.
+    """
+    diag = getattr(exc.orig, "diag", None)
+    if diag is not None:
+        return diag.constraint_name
+    message = str(exc.orig)
+    prefix = "UNIQUE constraint failed: "
+    if not message.startswith(prefix):
+        return None
+    columns = tuple(message[len(prefix) :].split(", "))
+    return _sqlite_unique_constraints().get(columns)
+
+
+@functools.cache
+def _sqlite_unique_constraints() -> dict[tuple[str, ...], str]:
+    """("table.column", ...) → constraint name, for every unique constraint of the models."""
+    found: dict[tuple[str, ...], str] = {}
+    for table in Base.metadata.tables.values():
+        for constraint in table.constraints:
+            if isinstance(constraint, UniqueConstraint) and constraint.name:
+                key = tuple(f"{table.name}.{c.name}" for c in constraint.columns)
+                found[key] = str(constraint.name)
+    return found

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.extensions import Base
+from loyalty.models.base import Base
 from loyalty.models.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 SCOPES = ("pos", "webshop", "admin", "reports")

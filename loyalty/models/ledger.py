@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.extensions import Base
+from loyalty.models.base import Base
 from loyalty.models.types import BigIntPK, UTCDateTime, utcnow
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import ClassVar
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from loyalty.extensions import Base
+from loyalty.models.base import Base
 from loyalty.models.types import BigIntPK, UTCDateTime, utcnow
 
 CARD_STATUSES = ("active", "blocked")

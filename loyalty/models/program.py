@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Integer, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.extensions import Base
+from loyalty.models.base import Base
 from loyalty.models.types import JSONType, UTCDateTime, utcnow
 
 ROUNDING_MODES = ("down", "half_up", "up")

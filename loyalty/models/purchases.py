@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from loyalty.models.members import Member
     from loyalty.models.vouchers import Voucher
 
-from loyalty.extensions import Base
+from loyalty.models.base import Base
 from loyalty.models.types import BigIntPK, JSONType, UTCDateTime, utcnow
 
 

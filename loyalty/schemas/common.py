@@ -12,6 +12,8 @@ from marshmallow import validate
 #: far inside BIGINT.
 MAX_AMOUNT = 10**12
 
+PROBLEM_MIMETYPE = "application/problem+json"
+
 
 def unstorable(value: str) -> bool:
     """NUL (PostgreSQL text refuses it) or a lone surrogate (not encodable as UTF-8)."""
@@ -91,3 +93,21 @@ class BalanceSchema(Schema):
     points = ma.fields.Integer(required=True, metadata={"description": "Posted points"})
     held = ma.fields.Integer(required=True, metadata={"description": "Reserved by redemptions"})
     available = ma.fields.Integer(required=True, metadata={"description": "points - held"})
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, with our stable `code` and per-field `errors`."""
+
+    type = ma.fields.String(required=True, metadata={"example": "urn:loyalty:problem:not_found"})
+    title = ma.fields.String(required=True)
+    status = ma.fields.Integer(required=True)
+    detail = ma.fields.String(required=True)
+    code = ma.fields.String(
+        required=True, metadata={"description": "Stable machine-readable error code"}
+    )
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        required=True,
+        metadata={"description": "Messages per field at fault"},
+    )

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import marshmallow as ma
 from flask import current_app
 from marshmallow import validate
 
+from loyalty.domain.feedback import token_for
 from loyalty.models import ENTRY_KINDS
 from loyalty.schemas.common import (
     MAX_AMOUNT,
     BalanceSchema,
     CardNumber,
     Id,
+    ProblemSchema,
     Schema,
     Str,
-    unstorable,
 )
 
 MAX_LINES = 500
@@ -74,8 +74,6 @@ class PurchaseCreateSchema(MemberRefMixin):
 
 
 def _feedback_token(obj: Any) -> str:
-    from loyalty.domain.feedback import token_for
-
     return token_for(obj.id, current_app.config["SECRET_KEY"])
 
 
@@ -236,13 +234,6 @@ class BatchSchema(Schema):
     )
 
 
-class BatchItemErrorSchema(Schema):
-    status = ma.fields.Integer(required=True)
-    code = ma.fields.String(required=True)
-    detail = ma.fields.String(required=True)
-    errors = ma.fields.Dict(required=True)
-
-
 class BatchItemResultSchema(Schema):
     external_id = ma.fields.String(allow_none=True, required=True)
     status = ma.fields.String(
@@ -251,95 +242,8 @@ class BatchItemResultSchema(Schema):
     purchase_id = ma.fields.Integer()
     points_earned = ma.fields.Integer()
     feedback_token = ma.fields.String()
-    error = ma.fields.Nested(BatchItemErrorSchema)
+    error = ma.fields.Nested(ProblemSchema, metadata={"description": "Why it was rejected"})
 
 
 class BatchResultSchema(Schema):
     results = ma.fields.List(ma.fields.Nested(BatchItemResultSchema), required=True)
-
-
-# --- The hot path: POST /purchases without the schema machinery -------------------------------
-# A till posts the same small body thousands of times an hour. These two functions do what
-# PurchaseCreateSchema().load and PurchaseResultSchema().dump do, for that common body only, in
-# plain Python (about a tenth of the time). Anything they do not recognise exactly goes through
-# the schemas, which then decide (and word any error): the fast loader may only say "same
-# result as the schema" or "ask the schema". tests/unit/test_purchase_fast_path.py holds both to
-# the schemas, on hand-picked and on generated bodies.
-
-_FAST_KEYS = frozenset(
-    ("external_id", "card_number", "member_id", "amount", "currency", "occurred_at", "store_id")
-)
-_OCCURRED_AT = PurchaseCreateSchema().fields["occurred_at"]
-
-
-def _plain_str(value: object, min_len: int, max_len: int) -> bool:
-    return type(value) is str and min_len <= len(value) <= max_len and not unstorable(value)
-
-
-def load_purchase_fast(raw: bytes) -> dict[str, Any] | None:
-    """What PurchaseCreateSchema().load gives for a JSON body without lines or voucher codes,
-    or None: then the schema must decide (another shape, a doubtful value, an error)."""
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
-        return None
-    if type(data) is not dict or not _FAST_KEYS.issuperset(data):
-        return None
-    amount = data.get("amount")
-    currency = data.get("currency")
-    if type(amount) is not int or not 0 <= amount <= MAX_AMOUNT:
-        return None
-    if type(currency) is not str or len(currency) != 3 or not currency.isascii():
-        return None
-    if not currency.isalpha() or not _plain_str(data.get("external_id"), 1, 255):
-        return None
-    if "card_number" in data and not _plain_str(data["card_number"], 1, 40):
-        return None
-    if "member_id" in data:
-        member_id = data["member_id"]
-        if type(member_id) is not int or not 1 <= member_id <= 2**63 - 1:
-            return None
-    if "store_id" in data:
-        store_id = data["store_id"]
-        if store_id is not None and not _plain_str(store_id, 0, 100):
-            return None
-    if "occurred_at" in data:
-        value = data["occurred_at"]
-        if not _plain_str(value, 1, 64):
-            return None
-        try:
-            data["occurred_at"] = _OCCURRED_AT.deserialize(value)
-        except ma.ValidationError:
-            return None
-    return data
-
-
-_PURCHASE_RESULT = PurchaseResultSchema()
-
-
-def dump_purchase_result(receipt: Any, secret: str) -> dict[str, Any]:
-    """PurchaseResultSchema().dump(receipt), in the schema's field order; written out for a
-    receipt without vouchers (the common one), the schema's own dump otherwise."""
-    from loyalty.domain.feedback import token_for
-
-    if receipt.vouchers_issued or receipt.vouchers_redeemed:
-        return _PURCHASE_RESULT.dump(receipt)
-    balance = receipt.balance
-    return {
-        "id": receipt.id,
-        "external_id": receipt.external_id,
-        "member_id": receipt.member_id,
-        "amount": receipt.amount,
-        "currency": receipt.currency,
-        "occurred_at": receipt.occurred_at.isoformat(),
-        "store_id": receipt.store_id,
-        "points_earned": receipt.points_earned,
-        "balance": {
-            "points": balance["points"],
-            "held": balance["held"],
-            "available": balance["available"],
-        },
-        "vouchers_issued": [],
-        "vouchers_redeemed": [],
-        "feedback_token": token_for(receipt.id, secret),
-    }

@@ -87,18 +87,18 @@ def test_a_rolled_back_first_attempt_stores_nothing_and_the_retry_performs_it(
     app, client, pos, member, monkeypatch
 ) -> None:
     """A crash between the effect and the commit: the retry with the same key runs for real."""
-    real_record = idempotency.record
+    real_store = idempotency.store
 
     def crash(*args, **kwargs):
         raise RuntimeError("power cut before commit")
 
-    monkeypatch.setattr(idempotency, "record", crash)
+    monkeypatch.setattr(idempotency, "store", crash)
     headers = {**pos, "Idempotency-Key": "till-7-receipt-9"}
     r = client.post("/api/v1/purchases", json=sale(member), headers=headers)
     assert r.status_code == 500  # the injected crash
     assert count(app, Purchase) == count(app, LedgerEntry) == count(app, IdempotencyRecord) == 0
 
-    monkeypatch.setattr(idempotency, "record", real_record)
+    monkeypatch.setattr(idempotency, "store", real_store)
     r = client.post("/api/v1/purchases", json=sale(member), headers=headers)
     assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
     assert r.json["balance"]["points"] == 25

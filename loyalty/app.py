@@ -1,0 +1,156 @@
+"""The application factory: config, extensions, blueprints, error handlers, CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import psycopg
+from flask import Flask
+from flask.sessions import SessionInterface
+from psycopg import pq
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
+
+from loyalty import health
+from loyalty.api import (
+    cards,
+    feedback,
+    members,
+    metrics,
+    program,
+    purchases,
+    rewards,
+    stripe_webhook,
+    vouchers,
+)
+from loyalty.api.problems import (
+    domain_error_response,
+    http_error_response,
+    internal_error_response,
+)
+from loyalty.cli import register_cli
+from loyalty.config import Config
+from loyalty.errors import DomainError
+from loyalty.extensions import api, db, migrate, write_transaction
+
+MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """The application: config from the environment (then `overrides`), extensions, blueprints,
+    error handlers, CLI. Migrations are never run here (`flask db upgrade` does that)."""
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_object(Config(app.instance_path))
+    app.config.update(overrides or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["id"] = IdConverter
+    app.session_interface = NoCookieSessions()  # an API with keys: no cookie sessions
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
+    api.init_app(
+        app,
+        spec_kwargs={
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}
+        },
+    )
+
+    api.register_converter(
+        IdConverter, lambda _c: {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    )
+    for module in (
+        members,
+        cards,
+        purchases,
+        rewards,
+        vouchers,
+        feedback,
+        program,
+        metrics,
+        stripe_webhook,
+    ):
+        api.register_blueprint(module.blp, url_prefix="/api/v1")
+    app.register_blueprint(health.bp)
+
+    app.register_error_handler(DomainError, domain_error_response)
+    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(Exception, internal_error_response)
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            _configure_sqlite(db.engine)
+        elif db.engine.dialect.name == "postgresql":
+            _configure_postgresql(db.engine)
+
+    register_cli(app)
+    return app
+
+
+class NoCookieSessions(SessionInterface):
+    """Flask's cookie session is never used by this API; skip reading and writing it."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
+
+
+class IdConverter(IntegerConverter):
+    """A database id in a path: 1 to 2^63 - 1 (BIGINT); anything else does not match (404)."""
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, min=1, max=2**63 - 1)
+
+
+def _configure_sqlite(engine: Any) -> None:
+    """Foreign keys on, WAL, a busy timeout, and transactions we begin ourselves so a write
+    transaction takes the write lock at BEGIN (the SQLite equivalent of our row locks)."""
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write_transaction.get() else "BEGIN")
+
+
+def _configure_postgresql(engine: Any) -> None:
+    """Keep psycopg's prepared statements across rollbacks.
+
+    After any ROLLBACK psycopg forgets every statement it prepared on the connection and sends
+    DEALLOCATE ALL, in case the rollback undid DDL a statement depends on. Here every read
+    request ends with a rollback (the pool's reset), and so do refused requests and replayed
+    retries: the purchases after each of them parsed and planned their statements again (custom
+    plans, about 0.1 ms of server time per statement) plus one round trip for the DEALLOCATE.
+    So the ROLLBACK is sent here, through libpq, before SQLAlchemy asks psycopg for it; psycopg
+    then finds the connection idle and leaves its statements alone. The app runs no DDL, and
+    PostgreSQL itself re-plans a prepared statement when a table it uses changes.
+    """
+    open_transaction = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
+
+    def rollback(dbapi_connection: Any) -> None:
+        pgconn = dbapi_connection.pgconn
+        if pgconn.transaction_status in open_transaction:
+            # a broken connection: psycopg's own rollback() then reports it
+            with contextlib.suppress(psycopg.Error):
+                pgconn.exec_(b"ROLLBACK")
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Any) -> None:
+        if not (conn.closed or conn.invalidated):
+            rollback(conn.connection.driver_connection)
+
+    @event.listens_for(engine.pool, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
+        if not state.terminate_only:
+            rollback(dbapi_connection)
