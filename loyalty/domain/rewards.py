@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from loyalty.domain import audit
 from loyalty.domain.context import Actor
 from loyalty.domain.program import get_program
+from loyalty.domain.views import Annotated
 from loyalty.errors import NotFound, ValidationFailed
 from loyalty.models import Member, Redemption, Reward
 from loyalty.models.types import utcnow
@@ -90,9 +91,9 @@ def _active_clause(now: datetime) -> Any:
 
 def catalogue(
     session: Session, *, member: Member | None, offset: int, limit: int
-) -> tuple[list[Reward], int]:
-    """Rewards available now, cheapest first; with a member, `affordable` on each: enough
-    available points, in stock, and under the reward's per-member limit."""
+) -> tuple[list[Annotated], int]:
+    """Rewards available now, cheapest first, each with `affordable`: with a member, enough
+    available points, in stock, and under the reward's per-member limit (None without one)."""
     now = utcnow()
     where = _active_clause(now)
     total = session.scalar(select(func.count()).select_from(Reward).where(where)) or 0
@@ -105,25 +106,28 @@ def catalogue(
             .limit(limit)
         )
     )
-    if member is not None:
-        used = dict(
-            session.execute(
-                select(Redemption.reward_id, func.count())
-                .where(
-                    Redemption.member_id == member.id,
-                    Redemption.status.in_(COUNTED_STATUSES),
-                    Redemption.reward_id.in_([r.id for r in items]),
-                )
-                .group_by(Redemption.reward_id)
-            ).all()
-        )
-        for reward in items:
-            reward.affordable = (  # type: ignore[misc]
-                member.available >= reward.points_cost
-                and (reward.stock is None or reward.stock > 0)
-                and (
-                    reward.per_member_limit is None
-                    or used.get(reward.id, 0) < reward.per_member_limit
-                )
+    if member is None:
+        return [Annotated(r, affordable=None) for r in items], total
+    used = dict(
+        session.execute(
+            select(Redemption.reward_id, func.count())
+            .where(
+                Redemption.member_id == member.id,
+                Redemption.status.in_(COUNTED_STATUSES),
+                Redemption.reward_id.in_([r.id for r in items]),
             )
-    return items, total
+            .group_by(Redemption.reward_id)
+        ).all()
+    )
+    listed = [
+        Annotated(
+            reward,
+            affordable=member.available >= reward.points_cost
+            and (reward.stock is None or reward.stock > 0)
+            and (
+                reward.per_member_limit is None or used.get(reward.id, 0) < reward.per_member_limit
+            ),
+        )
+        for reward in items
+    ]
+    return listed, total

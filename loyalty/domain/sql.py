@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import UniqueConstraint
-
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection

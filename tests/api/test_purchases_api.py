@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from loyalty.domain import idempotency
+from loyalty.domain import idempotency, purchases
 from loyalty.extensions import db
 from loyalty.models import IdempotencyRecord, LedgerEntry, Purchase
 
@@ -307,18 +307,82 @@ def test_a_retried_adjustment_is_applied_once(client, admin, member) -> None:
     assert other.status_code == 409 and other.json["code"] == "idempotency_key_reused"
 
 
-def test_lean_and_documented_paths_answer_alike(client, pos, member) -> None:
-    """A plain body takes the lean path; the same sale with `lines: []` the schema path. Apart
-    from the ids, the answers and what they record are the same."""
-    lean = client.post("/api/v1/purchases", json=sale(member, "lean", 1999), headers=pos)
-    full = client.post("/api/v1/purchases", json=sale(member, "full", 1999, lines=[]), headers=pos)
-    assert (lean.status_code, full.status_code) == (201, 201)
-    assert list(lean.json) == list(full.json)  # same fields, same order
-    assert lean.json["points_earned"] == full.json["points_earned"] == 19
-    assert full.json["balance"]["points"] - lean.json["balance"]["points"] == 19
-    differ = {k for k in lean.json if lean.json[k] != full.json[k]}
-    assert differ == {"id", "external_id", "occurred_at", "balance", "feedback_token"}
-    for resp in (lean, full):
-        assert resp.mimetype == "application/json"
-    repeat = client.post("/api/v1/purchases", json=sale(member, "lean", 1999), headers=pos)
-    assert repeat.status_code == 200 and repeat.json["id"] == lean.json["id"]
+def test_a_repeated_external_id_answers_with_the_first_purchase(app, client, pos, member) -> None:
+    lines = [{"sku": "A", "category": "tea", "quantity": 2, "unit_price": 500}]
+    body = sale(member, "r-1", 1000, lines=lines)
+    first = client.post("/api/v1/purchases", json=body, headers=pos)
+    again = client.post("/api/v1/purchases", json=body, headers=pos)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json["id"] == first.json["id"] and again.json["points_earned"] == 10
+    assert again.json["balance"] == first.json["balance"]
+    assert count(app, Purchase) == count(app, LedgerEntry) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "fields"),
+    [
+        ({"amount": 1001}, {"amount"}),
+        ({"lines": [{"sku": "A", "category": "tea", "quantity": 3, "unit_price": 500}]}, {"lines"}),
+        ({"lines": []}, {"lines"}),
+        ({"amount": 999, "lines": None}, {"amount", "lines"}),
+    ],
+)
+def test_a_repeated_external_id_with_other_fields_is_409_naming_them(
+    app, client, pos, member, change, fields
+) -> None:
+    """A till whose receipt counter was reset hears about it instead of losing the sale."""
+    lines = [{"sku": "A", "category": "tea", "quantity": 2, "unit_price": 500}]
+    body = sale(member, "r-1", 1000, lines=lines)
+    assert client.post("/api/v1/purchases", json=body, headers=pos).status_code == 201
+    repeat = {k: v for k, v in {**body, **change}.items() if v is not None}
+    r = client.post("/api/v1/purchases", json=repeat, headers=pos)
+    assert r.status_code == 409 and r.json["code"] == "external_id_conflict"
+    assert set(r.json["errors"]) == fields
+    assert count(app, Purchase) == count(app, LedgerEntry) == 1
+
+
+def test_a_repeated_external_id_for_another_member_is_409_member_id(client, pos, member) -> None:
+    other = client.post("/api/v1/members", json={"name": "Bo"}, headers=pos).json
+    assert client.post("/api/v1/purchases", json=sale(member, "x"), headers=pos).status_code == 201
+    r = client.post("/api/v1/purchases", json=sale(other, "x"), headers=pos)
+    assert r.status_code == 409 and set(r.json["errors"]) == {"member_id"}
+
+
+def test_a_repeated_return_external_id_with_other_fields_is_409(client, pos, member) -> None:
+    p1 = client.post("/api/v1/purchases", json=sale(member, "p1", 1000), headers=pos).json
+    p2 = client.post("/api/v1/purchases", json=sale(member, "p2", 1000), headers=pos).json
+    body = {"external_id": "ret", "amount": 400, "lines": [{"sku": "A", "quantity": 1}]}
+    ok = client.post(f"/api/v1/purchases/{p1['id']}/returns", json=body, headers=pos)
+    same = client.post(f"/api/v1/purchases/{p1['id']}/returns", json=body, headers=pos)
+    assert (ok.status_code, same.status_code) == (201, 200) and same.json["id"] == ok.json["id"]
+    assert same.json["points_reversed"] == 4 and same.json["balance"]["points"] == 16
+    cases = [
+        (p1["id"], {**body, "amount": 300}, {"amount"}),
+        (p1["id"], {**body, "lines": [{"sku": "B", "quantity": 1}]}, {"lines"}),
+        (p2["id"], body, {"purchase_id"}),
+    ]
+    for purchase_id, repeat, fields in cases:
+        r = client.post(f"/api/v1/purchases/{purchase_id}/returns", json=repeat, headers=pos)
+        assert r.status_code == 409 and r.json["code"] == "external_id_conflict"
+        assert set(r.json["errors"]) == fields
+
+
+def test_a_replay_runs_nothing_again(client, pos, member, monkeypatch) -> None:
+    """The key is looked up first: a retry answers from the record, the domain is not called."""
+    headers = {**pos, "Idempotency-Key": "till-1-42"}
+    first = client.post("/api/v1/purchases", json=sale(member), headers=headers)
+    calls: list = []
+    monkeypatch.setattr(purchases, "record_purchase", lambda *a, **k: calls.append(a))
+    again = client.post("/api/v1/purchases", json=sale(member), headers=headers)
+    assert again.status_code == 201 and again.json == first.json and calls == []
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+def test_batch_rejections_have_the_problem_shape(client, pos, member) -> None:
+    body = {"purchases": [sale(member, "b-1", 100, currency="USD"), sale(member, "b-2", -1)]}
+    results = client.post("/api/v1/purchases/batch", json=body, headers=pos).json["results"]
+    for item, code in zip(results, ["currency_mismatch", "validation_error"], strict=True):
+        error = item["error"]
+        assert set(error) == {"type", "title", "status", "detail", "code", "errors"}
+        assert (error["status"], error["code"]) == (422, code)
+        assert error["type"] == f"urn:loyalty:problem:{code}"
