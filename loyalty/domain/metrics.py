@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.orm import Session
 
-from loyalty.models import Purchase, Return
+from loyalty.models import VOUCHER_KINDS, Purchase, Return
 from loyalty.models.types import UTCDateTime
 
 
@@ -258,8 +258,6 @@ def vouchers(session: Session, start: date, end: date) -> dict[str, Any]:
     issued, redeemed, redemption rate, came back and the median days from issue to the next
     purchase; where the kind had a holdout in the period, treated against holdout: the share
     that bought within the voucher's validity, the uplift and its 95% confidence interval."""
-    from loyalty.models import VOUCHER_KINDS
-
     params = {"begin": midnight(start), "stop": midnight(end + timedelta(days=1))}
     issued: dict[str, list[Any]] = {k: [] for k in VOUCHER_KINDS}
     for row in session.execute(_VOUCHERS_ISSUED, params):

@@ -310,13 +310,21 @@ def _line_tuples(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     ]
 
 
-def _differences(first: dict[str, Any], repeat: dict[str, Any], what: str) -> dict[str, list[str]]:
-    """{field: [message]} for each field whose value differs between two posts of one id."""
-    return {
+def _check_same(first: dict[str, Any], repeat: dict[str, Any], what: str, external_id: str) -> None:
+    """A repeated external_id must carry the fields of the first record.
+
+    Raises ExternalIdConflict with {field: [message]} for each field that differs.
+    """
+    differences = {
         name: [f"differs from the {what} first recorded with this external_id"]
         for name, value in repeat.items()
         if first[name] != value
     }
+    if differences:
+        raise ExternalIdConflict(
+            f"external_id {external_id!r} was recorded with other {', '.join(differences)}.",
+            errors=differences,
+        )
 
 
 def _existing_receipt(
@@ -342,13 +350,7 @@ def _existing_receipt(
         "member_id": receipt.member_id,
         "lines": _line_tuples(lines),
     }
-    differences = _differences(first, repeat, "purchase")
-    if differences:
-        raise ExternalIdConflict(
-            f"external_id {receipt.external_id!r} was recorded with other "
-            f"{', '.join(differences)}.",
-            errors=differences,
-        )
+    _check_same(first, repeat, "purchase", receipt.external_id)
     return Receipt(
         id=purchase_id,
         external_id=receipt.external_id,
@@ -435,13 +437,7 @@ def _same_return(existing: Return, purchase_id: int, data: dict[str, Any]) -> Re
         "amount": data["amount"],
         "lines": _line_tuples(data.get("lines") or []),
     }
-    differences = _differences(first, repeat, "return")
-    if differences:
-        raise ExternalIdConflict(
-            f"external_id {data['external_id']!r} was recorded with other "
-            f"{', '.join(differences)}.",
-            errors=differences,
-        )
+    _check_same(first, repeat, "return", data["external_id"])
     return existing
 
 
