@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 
 from loyalty.extensions import db
 from loyalty.models import ApiClient, IdempotencyRecord, Member
+from loyalty.models.types import utcnow
 
 
 def test_create_api_key_prints_the_key_alone_on_the_last_line_and_stores_a_hash(
@@ -63,10 +66,6 @@ def test_prune_idempotency_deletes_only_old_records(app, runner, client, pos) ->
     client.post("/api/v1/members", json={}, headers={**pos, "Idempotency-Key": "fresh"})
     client.post("/api/v1/members", json={}, headers={**pos, "Idempotency-Key": "old"})
     with app.app_context():
-        from datetime import timedelta
-
-        from loyalty.models.types import utcnow
-
         db.session.execute(
             db.update(IdempotencyRecord)
             .where(IdempotencyRecord.key == "old")
@@ -80,7 +79,7 @@ def test_prune_idempotency_deletes_only_old_records(app, runner, client, pos) ->
 
 
 def test_demo_data_leaves_the_readme_example_free(runner, client, pos) -> None:
-    """The README (and the issue) enrol ann@example.com right after `make run`."""
+    """The README enrols ann@example.com right after `make run`."""
     assert runner.invoke(args=["loyalty", "seed-demo"]).exit_code == 0
     r = client.post(
         "/api/v1/members", json={"name": "Ann", "email": "ann@example.com"}, headers=pos

@@ -33,7 +33,7 @@ def count(app, model) -> int:
 
 
 def test_the_tills_day(client, pos, admin, member) -> None:
-    """Enrol, quote, purchase, retry, return half, read the ledger (the issue's done-when)."""
+    """Enrol, quote, purchase, retry, return half, read the ledger."""
     q = client.post(
         "/api/v1/checkout/quote",
         json={"card_number": member["card_number"], "amount": 2599, "currency": "EUR"},

@@ -324,7 +324,7 @@ def test_an_adjustment_sees_points_of_an_overdue_reservation_as_available(
 
 
 def test_on_the_demo_data_a_till_and_a_webshop_redeem(runner, client) -> None:
-    """The rewards issue's done-when, on `seed-demo`'s data."""
+    """A till's rewards day, on `seed-demo`'s data."""
     out = runner.invoke(args=["loyalty", "seed-demo"]).output
     pos = {
         "Authorization": "Bearer "
