@@ -25,7 +25,7 @@ node_modules/.installed: package.json package-lock.json
 run: install
 	$(FLASK) db upgrade
 	$(FLASK) loyalty seed-demo
-	$(BIN)/gunicorn --workers 2 --bind $(HOST):$(PORT) --access-logfile - wsgi:app
+	HOST=$(HOST) PORT=$(PORT) bash scripts/run.sh
 
 test: install node
 	bash scripts/test.sh

@@ -14,7 +14,7 @@ from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from loyalty import health
+from loyalty import health, jobs
 from loyalty.api import (
     cards,
     feedback,
@@ -86,6 +86,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         elif db.engine.dialect.name == "postgresql":
             _configure_postgresql(db.engine)
 
+    jobs.init_app(app)
     register_cli(app)
     return app
 

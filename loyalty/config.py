@@ -51,6 +51,11 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
 class Config:
     """Settings from the environment; `create_app(overrides)` may replace any of them."""
 
@@ -87,3 +92,22 @@ class Config:
         self.STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY") or None
         self.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET") or None
         self.STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE") or None
+        # every Stripe call: this timeout (seconds) and at most this many network retries
+        self.STRIPE_TIMEOUT_SECONDS = _float("STRIPE_TIMEOUT_SECONDS", 10.0)
+        self.STRIPE_MAX_NETWORK_RETRIES = _int("STRIPE_MAX_NETWORK_RETRIES", 1)
+
+        # Background jobs (Huey): Redis when LOYALTY_REDIS_URL is set, else a SQLite file (0600)
+        # in the instance folder; LOYALTY_JOBS_IMMEDIATE=1 runs each job at once in the process
+        # that enqueues it (tests, debugging: no worker).
+        self.LOYALTY_REDIS_URL = os.environ.get("LOYALTY_REDIS_URL") or None
+        self.LOYALTY_JOBS_FILE = os.environ.get("LOYALTY_JOBS_FILE") or str(
+            Path(instance_path) / "jobs.sqlite3"
+        )
+        self.LOYALTY_JOBS_NAME = os.environ.get("LOYALTY_JOBS_NAME") or "loyalty"
+        self.LOYALTY_JOBS_IMMEDIATE = os.environ.get("LOYALTY_JOBS_IMMEDIATE", "0") == "1"
+        self.LOYALTY_WORKER_THREADS = _int("LOYALTY_WORKER_THREADS", 2)
+        self.LOYALTY_JOB_RETRIES = _int("LOYALTY_JOB_RETRIES", 3)
+        self.LOYALTY_JOB_RETRY_DELAY_SECONDS = _int("LOYALTY_JOB_RETRY_DELAY_SECONDS", 30)
+        self.LOYALTY_JOB_GRACE_SECONDS = _int("LOYALTY_JOB_GRACE_SECONDS", 60)
+        self.LOYALTY_CAMPAIGN_BATCH = _int("LOYALTY_CAMPAIGN_BATCH", 500)
+        self.LOYALTY_CAMPAIGN_MAX_ATTEMPTS = _int("LOYALTY_CAMPAIGN_MAX_ATTEMPTS", 5)

@@ -789,6 +789,41 @@ pm.test("the discount", () => { pm.expect(pm.response.json().discount).to.eql(50
 const r = pm.response.json();
 pm.test("counts only", () => { pm.expect(r.dry_run).to.eql(true); pm.expect(r.issued + r.holdout).to.eql(r.eligible); });""",
     ),
+    request(
+        "win-back campaign → 202, run by a job (admin)",
+        "POST",
+        "/api/v1/campaigns/win-back",
+        key="admin_key",
+        body={
+            "inactive_days": 3650,
+            "kind": "amount",
+            "value": 300,
+            "valid_days": 30,
+            "campaign": "postman-{{run}}",
+        },
+        tests=status(202)
+        + """
+const c = pm.response.json();
+pm.test("pending, with a Location", () => {
+  pm.expect(c.status).to.eql("pending");
+  pm.expect(c.campaign).to.eql("postman-" + pm.collectionVariables.get("run"));
+  pm.expect(pm.response.headers.get("Location")).to.eql("/api/v1/campaigns/" + c.id);
+});
+pm.collectionVariables.set("campaign_id", c.id);""",
+    ),
+    request(
+        "the campaign: status and counts so far (admin)",
+        "GET",
+        "/api/v1/campaigns/{{campaign_id}}",
+        key="admin_key",
+        tests=status(200)
+        + """
+const c = pm.response.json();
+pm.test("a known status; counts add up", () => {
+  pm.expect(["pending", "running", "done", "failed"]).to.include(c.status);
+  pm.expect(c.issued + c.holdout).to.eql(c.eligible);
+});""",
+    ),
     # ---------------------------------------------------------------- Stripe
     request(
         "Stripe webhook with a forged signature → 400",

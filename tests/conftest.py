@@ -2,7 +2,10 @@
 
 The backend is chosen by LOYALTY_TEST_DB: `sqlite` (default; a file in a temp dir) or `postgres`
 (a throw-away database on LOYALTY_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres,
-created for the run and dropped after it). `make test` runs the suite once on each.
+created for the run and dropped after it). `make test` runs the suite once on each. Tests marked
+`postgres` run on the PostgreSQL pass only, tests marked `sqlite` on the SQLite pass only.
+
+Helpers shared between test modules are fixtures here or functions in tests/factories.py.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,12 +24,20 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from loyalty import auth, create_app
+from loyalty import auth
+from loyalty.app import create_app
+from loyalty.domain.context import Actor
+from loyalty.domain.program import ensure_program
 from loyalty.extensions import db
-from tests import factories
+from tests import factories, stripe_server
 
 BACKEND = os.environ.get("LOYALTY_TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("LOYALTY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if BACKEND not in ("sqlite", "postgres"):
+        raise pytest.UsageError(f"LOYALTY_TEST_DB must be sqlite or postgres, not {BACKEND!r}")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -32,34 +45,49 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if BACKEND == "postgres":
-        return
-    skip = pytest.mark.skip(reason="PostgreSQL only (run with LOYALTY_TEST_DB=postgres)")
+    other = "sqlite" if BACKEND == "postgres" else "postgres"
+    skip = pytest.mark.skip(reason=f"{other} only (run with LOYALTY_TEST_DB={other})")
     for item in items:
-        if "postgres" in item.keywords:
+        if item.get_closest_marker(other) is not None:
             item.add_marker(skip)
 
 
-def _pg_url(dbname: str) -> str:
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{dbname}"
+@contextmanager
+def _throwaway_database(prefix: str, directory: Path) -> Iterator[str]:
+    """An empty database on the pass's backend; yields its URL (sqlite:///… or postgresql://…).
 
-
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    SQLite: a file in `directory`. PostgreSQL: a new database on LOYALTY_TEST_PG, dropped after.
+    """
     if BACKEND == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        yield f"sqlite:///{directory / f'{prefix}.sqlite3'}"
         return
-    if BACKEND != "postgres":
-        raise pytest.UsageError(f"LOYALTY_TEST_DB must be sqlite or postgres, not {BACKEND!r}")
-    name = f"loyalty_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _pg_url(name).replace("postgresql://", "postgresql+psycopg://", 1)
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def new_database(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], AbstractContextManager[str]]:
+    """`with new_database("loyalty_e2e") as url:` an empty database of the pass's backend."""
+
+    def make(prefix: str) -> AbstractContextManager[str]:
+        return _throwaway_database(prefix, tmp_path_factory.mktemp(prefix))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def database_url(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[str]:
+    """The run's database, for SQLAlchemy (psycopg 3 on PostgreSQL)."""
+    with new_database("loyalty_test") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +101,8 @@ def app(database_url: str) -> Iterator[Flask]:
             "SQLALCHEMY_DATABASE_URI": database_url,
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
             "LOYALTY_API_KEY_CACHE_SECONDS": 0,
+            # jobs run at once where they are enqueued; tests/jobs/ run them through a queue
+            "LOYALTY_JOBS_IMMEDIATE": True,
         }
     )
     with app.app_context():
@@ -110,8 +140,6 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
             for _name, sql in triggers:
                 db.session.execute(text(sql))
         db.session.commit()
-        from loyalty.domain.program import ensure_program
-
         ensure_program(db.session)
         db.session.commit()
 
@@ -155,3 +183,16 @@ def admin(api_key: Callable[..., dict[str, str]]) -> dict[str, str]:
 @pytest.fixture
 def pos(api_key: Callable[..., dict[str, str]]) -> dict[str, str]:
     return api_key("pos", name="till")
+
+
+@pytest.fixture
+def till(session: Any) -> Actor:
+    """An API client with the pos scope, as the Actor domain-level tests act as."""
+    return factories.actor(session, ("pos",), name="till")
+
+
+@pytest.fixture(scope="session")
+def localstripe_url() -> Iterator[str]:
+    """localstripe on loopback, one for the whole run (its aiohttp app cannot run twice)."""
+    with stripe_server.localstripe() as url:
+        yield url

@@ -42,9 +42,7 @@ def domain_problem(exc: DomainError) -> dict[str, Any]:
     return problem_body(exc.status, exc.code, exc.title, exc.detail, exc.errors)
 
 
-def problem(
-    body: dict[str, Any], headers: Mapping[str, str] | None = None
-) -> Response:
+def problem(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     """A problem+json response of `body` (see problem_body)."""
     resp = Response(json.dumps(body), status=body["status"], mimetype=PROBLEM_MIMETYPE)
     for name, value in (headers or {}).items():

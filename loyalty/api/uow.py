@@ -10,7 +10,6 @@ idempotency record land together or not at all (domain/idempotency.py has the de
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from functools import wraps
@@ -20,14 +19,12 @@ from flask import Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty import errors
+from loyalty import errors, jobs
 from loyalty.auth import current_client
 from loyalty.domain import idempotency, redemptions
 from loyalty.domain.sql import constraint_name
-from loyalty.domain.vouchers import MIRROR_AFTER_COMMIT
 from loyalty.errors import DomainError
 from loyalty.extensions import db, write_transaction
-from loyalty.integrations import stripe as stripe_integration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,14 +58,14 @@ def unit_of_work() -> Iterator[Session]:
     try:
         yield session
         session.commit()
-        _after_commit(session)
+        jobs.enqueue_after_commit(session)
     except IntegrityError as exc:
         session.rollback()
-        session.info.pop(MIRROR_AFTER_COMMIT, None)
+        jobs.discard_after_rollback(session)
         raise errors.for_constraint(constraint_name(exc)) from None
     except BaseException:
         session.rollback()
-        session.info.pop(MIRROR_AFTER_COMMIT, None)
+        jobs.discard_after_rollback(session)
         raise
     finally:
         write_transaction.reset(token)
@@ -80,20 +77,6 @@ def apply_due_expiries(member_id: int) -> None:
     if redemptions.has_expired_reservations(db.session(), member_id):
         with unit_of_work() as session:
             redemptions.expire_due(session, member_id)
-
-
-def _after_commit(session: Session) -> None:
-    """Side effects outside the database, once the transaction is safe: the Stripe mirror."""
-    ids = session.info.pop(MIRROR_AFTER_COMMIT, None)
-    if not ids:
-        return
-    config = stripe_integration.StripeConfig.from_mapping(current_app.config)
-    if config.enabled:
-        try:
-            stripe_integration.sync(session, config, ids)
-        except Exception:  # never fail a committed request over the mirror
-            logging.getLogger(__name__).exception("stripe mirror failed; stripe-sync retries")
-            session.rollback()
 
 
 class _Key:
@@ -114,7 +97,9 @@ class _Key:
         """Store a 2xx response; a twin's stored response when the twin got there first."""
         assert self.key is not None
         body = resp.get_data(as_text=True)
-        return idempotency.store(session, self.client_id, self.key, self.hash, resp.status_code, body)
+        return idempotency.store(
+            session, self.client_id, self.key, self.hash, resp.status_code, body
+        )
 
 
 def respond_once(run: Callable[[], Any], *, atomic: bool = True) -> Response:

@@ -1,18 +1,21 @@
-"""/vouchers, /members/{id}/vouchers, /campaigns/win-back."""
+"""/vouchers, /members/{id}/vouchers, /campaigns/win-back, /campaigns/{id}."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import jsonify, url_for
 from flask.views import MethodView
 
 from loyalty import auth
 from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import transactional
-from loyalty.domain import members, vouchers
+from loyalty.domain import campaigns, members, vouchers
+from loyalty.domain.views import Annotated
 from loyalty.extensions import db
 from loyalty.schemas.vouchers import (
+    CampaignSchema,
     GoodwillSchema,
     VoucherCheckArgs,
     VoucherCheckSchema,
@@ -37,12 +40,9 @@ class VoucherByCode(MethodView):
         voucher = vouchers.get_voucher(db.session(), code)
         if "amount" not in args:
             return voucher
-        # the flat answer of api.md: the voucher's fields plus applicable, discount, refusal
-        for name, value in vouchers.assess(
-            voucher, args["amount"], member_id=args.get("member_id")
-        ).items():
-            setattr(voucher, name, value)
-        return voucher
+        # the flat answer: the voucher's fields plus applicable, discount, refusal
+        assessment = vouchers.assess(voucher, args["amount"], member_id=args.get("member_id"))
+        return Annotated(voucher, **assessment)
 
 
 @blp.route("/vouchers/<string:code>/redeem")
@@ -108,7 +108,40 @@ class WinBack(MethodView):
     @auth.require("admin")
     @transactional(idempotent=True)
     @blp.arguments(WinBackSchema())
-    @blp.response(200, WinBackResultSchema)
+    @blp.response(
+        202,
+        CampaignSchema,
+        description="The campaign, pending; its job issues the vouchers",
+        headers={"Location": {"description": "The campaign", "schema": {"type": "string"}}},
+    )
+    @blp.alt_response(200, schema=WinBackResultSchema, description="dry_run: the counts only")
     def post(self, data: dict[str, Any]) -> Any:
-        """A win_back voucher to each member with no purchase in inactive_days (dry_run counts)"""
-        return vouchers.win_back(db.session(), data, actor=actor())
+        """Start a win-back campaign (202), or count what it would do (dry_run: 200)
+
+        A win_back voucher to each member whose last purchase is more than inactive_days ago,
+        who holds no open win-back voucher, was given none by this campaign and is not held out
+        of it; holdout_percent of them (deterministic by member and campaign) are recorded as the
+        holdout instead.
+
+        With dry_run the counts (eligible, issued, holdout) come back at once, 200, and nothing
+        is written. Otherwise the campaign is created and the answer is 202 with the campaign
+        (status pending, counts 0) and a Location: a background job issues the vouchers in
+        batches; GET /campaigns/{campaign_id} follows its status and counts. (Until campaigns
+        ran as jobs, this answered 200 with the final counts.)
+        """
+        if data["dry_run"]:
+            result = vouchers.win_back_preview(db.session(), data)
+            return jsonify(WinBackResultSchema().dump(result))
+        campaign = campaigns.create_win_back(db.session(), data, actor=actor())
+        campaigns.run_after_commit(db.session(), campaign.id)
+        location = url_for("vouchers.CampaignById", campaign_id=campaign.id)
+        return campaign, 202, {"Location": location}
+
+
+@blp.route("/campaigns/<id:campaign_id>")
+class CampaignById(MethodView):
+    @auth.require("admin")
+    @blp.response(200, CampaignSchema)
+    def get(self, campaign_id: int) -> Any:
+        """A campaign: its status, and what it has issued so far"""
+        return campaigns.get_campaign(db.session(), campaign_id)

@@ -145,8 +145,13 @@ def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Sto
     return _existing(session, client_id, key, request_hash)
 
 
+#: a key is answered for at least this long, whatever the configured TTL
+MIN_TTL_HOURS = 24
+
+
 def prune(session: Session, ttl_hours: int) -> int:
-    """Delete records older than `ttl_hours`; returns how many."""
-    cutoff = utcnow() - timedelta(hours=ttl_hours)
+    """Delete records older than `ttl_hours` (never younger than MIN_TTL_HOURS); returns how
+    many."""
+    cutoff = utcnow() - timedelta(hours=max(ttl_hours, MIN_TTL_HOURS))
     result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

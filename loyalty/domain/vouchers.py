@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from loyalty.domain import audit
@@ -34,13 +34,24 @@ from loyalty.models.types import utcnow
 
 #: session.info key: ids of vouchers whose Stripe mirror must change once the transaction commits
 MIRROR_AFTER_COMMIT = "stripe_sync"
+#: session.info key, set by the app as each transaction begins: True when Stripe is configured,
+#: so the vouchers this transaction issues, uses or voids are marked for the coupon mirror.
+MIRROR_ON = "stripe_mirror_on"
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
 
 
-def _mirror_after_commit(session: Session, voucher_id: int) -> None:
-    session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher_id)
+def _mirror_after_commit(session: Session, voucher: Voucher) -> None:
+    """Mark the voucher's Stripe coupon as due to change (`pending`, in this transaction) when
+    Stripe is on, and note its id: the app enqueues the mirror job once the transaction commits,
+    and the periodic sweep finds the mark if that enqueue is lost. A voucher that was never
+    mirrored (issued while Stripe was off) has no coupon to delete and is left alone."""
+    if not session.info.get(MIRROR_ON) or voucher.stripe_status not in ("pending", "synced"):
+        return
+    voucher.stripe_status = "pending"
+    voucher.stripe_updated_at = utcnow()
+    session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher.id)
 
 
 def generate_code() -> str:
@@ -124,9 +135,12 @@ def issue(
         source_purchase_id=source_purchase_id,
         api_client_id=actor.client_id,
     )
+    if session.info.get(MIRROR_ON):  # its coupon is created by a job after the commit
+        voucher.stripe_status, voucher.stripe_updated_at = "pending", utcnow()
     session.add(voucher)
     session.flush()
-    _mirror_after_commit(session, voucher.id)
+    if voucher.stripe_status == "pending":
+        session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher.id)
     return voucher
 
 
@@ -230,7 +244,7 @@ def redeem(
     if used.rowcount != 1:  # type: ignore[attr-defined]
         raise VoucherUsed(field="code")
     session.refresh(voucher)
-    _mirror_after_commit(session, voucher.id)  # the coupon goes
+    _mirror_after_commit(session, voucher)  # the coupon goes
     return voucher, discount
 
 
@@ -245,8 +259,8 @@ def void(session: Session, raw_code: str, reason: str, *, actor: Actor) -> Vouch
     if voucher.status == "active":
         voucher.status = "void"
         voucher.reason = reason
+        _mirror_after_commit(session, voucher)
         session.flush()
-        _mirror_after_commit(session, voucher.id)
         audit.record(
             session,
             actor,
@@ -350,6 +364,8 @@ def come_back(
 
 @dataclass
 class WinBackResult:
+    """What a win-back campaign would do now (a dry run)."""
+
     campaign: str
     dry_run: bool
     eligible: int
@@ -357,57 +373,87 @@ class WinBackResult:
     holdout: int
 
 
-def win_back(session: Session, data: dict[str, Any], *, actor: Actor) -> WinBackResult:
-    """A `win_back` voucher for each member whose last purchase is more than `inactive_days`
-    ago, who holds no open win-back voucher and is not held out of this campaign already;
-    `holdout_percent` of them (deterministic by member and campaign) are recorded as holdout
-    instead. `dry_run` only counts."""
+@dataclass
+class WinBackBatch:
+    issued: int
+    holdout: int
+    #: the highest member id dealt with, None when no member was left
+    last_member_id: int | None
+
+
+def win_back_campaign_name(data: dict[str, Any], now: datetime) -> str:
+    return data.get("campaign") or f"win_back:{now.date().isoformat()}"
+
+
+def _win_back_members(campaign: str, cutoff: datetime, now: datetime) -> Select[int]:
+    """Members whose last purchase is before `cutoff`, not erased, holding no open win-back
+    voucher, given no voucher by this campaign and not held out of it."""
+    last_purchase = (
+        select(func.max(Purchase.occurred_at))
+        .where(Purchase.member_id == Member.id)
+        .scalar_subquery()
+    )
+    has_voucher = exists().where(
+        Voucher.member_id == Member.id,
+        Voucher.kind == "win_back",
+        or_(
+            Voucher.campaign == campaign,
+            and_(Voucher.status == "active", Voucher.valid_until > now),
+        ),
+    )
+    held_out = exists().where(
+        and_(VoucherHoldout.member_id == Member.id, VoucherHoldout.campaign == campaign)
+    )
+    return select(Member.id).where(
+        Member.erased_at.is_(None), last_purchase < cutoff, ~has_voucher, ~held_out
+    )
+
+
+def win_back_preview(session: Session, data: dict[str, Any]) -> WinBackResult:
+    """A dry run: how many members a win-back campaign would reach now (`inactive_days`,
+    `campaign`, `holdout_percent` of `data`), and how many of them it would hold out. Writes
+    nothing."""
     now = utcnow()
+    campaign = win_back_campaign_name(data, now)
     cutoff = now - timedelta(days=data["inactive_days"])
-    campaign = data.get("campaign") or f"win_back:{now.date().isoformat()}"
-    last = (
-        select(Purchase.member_id, func.max(Purchase.occurred_at).label("last"))
-        .group_by(Purchase.member_id)
-        .subquery()
-    )
-    open_voucher = exists().where(
-        and_(
-            Voucher.member_id == last.c.member_id,
-            Voucher.kind == "win_back",
-            Voucher.status == "active",
-            Voucher.valid_until > now,
-        )
-    )
-    already_held_out = exists().where(
-        and_(VoucherHoldout.member_id == last.c.member_id, VoucherHoldout.campaign == campaign)
-    )
-    member_ids = session.scalars(
-        select(last.c.member_id)
-        .join(Member, Member.id == last.c.member_id)
-        .where(last.c.last < cutoff, Member.erased_at.is_(None), ~open_voucher, ~already_held_out)
-        .order_by(last.c.member_id)
-    ).all()
+    member_ids = session.scalars(_win_back_members(campaign, cutoff, now)).all()
     holdout_percent = data.get("holdout_percent") or 0
-    held_out = [m for m in member_ids if in_holdout(m, campaign, holdout_percent)]
-    result = WinBackResult(
-        campaign=campaign,
-        dry_run=bool(data.get("dry_run")),
-        eligible=len(member_ids),
-        issued=len(member_ids) - len(held_out),
-        holdout=len(held_out),
-    )
-    if result.dry_run:
-        return result
-    held = set(held_out)
+    held = sum(1 for m in member_ids if in_holdout(m, campaign, holdout_percent))
+    return WinBackResult(campaign, True, len(member_ids), len(member_ids) - held, held)
+
+
+def win_back_batch(
+    session: Session,
+    campaign: str,
+    terms: dict[str, Any],
+    *,
+    cutoff: datetime,
+    after_member_id: int | None,
+    limit: int,
+    actor: Actor,
+) -> WinBackBatch:
+    """The next `limit` members of a win-back campaign (ids above `after_member_id`, last
+    purchase before `cutoff`): a `win_back` voucher each on `terms`, or a holdout record for the
+    `holdout_percent` the campaign holds out (deterministic by member and campaign). Members the
+    campaign already dealt with are never picked again, so a batch run twice issues nothing
+    twice."""
+    now = utcnow()
+    query = _win_back_members(campaign, cutoff, now)
+    if after_member_id is not None:
+        query = query.where(Member.id > after_member_id)
+    member_ids = session.scalars(query.order_by(Member.id).limit(limit)).all()
+    holdout_percent = terms.get("holdout_percent") or 0
+    held = 0
     for member_id in member_ids:
-        if member_id in held:
+        if in_holdout(member_id, campaign, holdout_percent):
+            held += 1
             session.add(
                 VoucherHoldout(
                     member_id=member_id,
                     kind="win_back",
                     campaign=campaign,
                     valid_from=now,
-                    valid_until=now + timedelta(days=data["valid_days"]),
+                    valid_until=now + timedelta(days=terms["valid_days"]),
                     holdout_percent=holdout_percent,
                 )
             )
@@ -416,18 +462,11 @@ def win_back(session: Session, data: dict[str, Any], *, actor: Actor) -> WinBack
                 session,
                 member_id,
                 "win_back",
-                data,
+                terms,
                 valid_from=now,
                 campaign=campaign,
                 actor=actor,
             )
     session.flush()
-    audit.record(
-        session,
-        actor,
-        "campaign.win_back",
-        "campaign",
-        campaign,
-        {"eligible": result.eligible, "issued": result.issued, "holdout": result.holdout},
-    )
-    return result
+    last = member_ids[-1] if member_ids else None
+    return WinBackBatch(issued=len(member_ids) - held, holdout=held, last_member_id=last)

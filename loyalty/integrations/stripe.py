@@ -1,9 +1,14 @@
 """Stripe: vouchers mirrored as coupons, and webhooks turned into purchases and returns.
 
 Configured by STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET and STRIPE_API_BASE; without a key Stripe is
-off and nothing here is called. A Stripe outage never blocks issuing or redeeming a voucher:
-the mirror is written after the voucher's transaction commits, a failure leaves the voucher
-`pending` (with `stripe_error`), and `flask loyalty stripe-sync` retries.
+off and nothing here is called. Every call has a timeout (STRIPE_TIMEOUT_SECONDS) and at most
+STRIPE_MAX_NETWORK_RETRIES network retries.
+
+The coupon mirror never runs inside a request: the transaction that issues, uses or voids a
+voucher marks it `pending`, a background job (`mirror`) then creates or deletes its coupon and
+marks it `synced` or `deleted`; a failure leaves it `pending` with `stripe_error`. The periodic
+sweep (`claim_due`) hands the job again whatever stayed pending, and the coupons of expired
+vouchers. A coupon call happens outside any database transaction.
 """
 
 from __future__ import annotations
@@ -11,18 +16,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import or_, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from loyalty.domain import members, purchases, vouchers
 from loyalty.domain.clients import system_actor
 from loyalty.domain.context import Actor
 from loyalty.domain.sql import upsert
-from loyalty.errors import BadRequest, DomainError
+from loyalty.errors import DomainError, InvalidSignature
 from loyalty.models import Member, Purchase, StripeEvent, Voucher
 from loyalty.models.types import utcnow
 
@@ -31,15 +36,13 @@ log = logging.getLogger(__name__)
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 
-class InvalidSignature(BadRequest):
-    code, title = "invalid_signature", "The Stripe-Signature header does not verify"
-
-
 @dataclass(frozen=True)
 class StripeConfig:
     api_key: str | None
     webhook_secret: str | None
     api_base: str | None
+    timeout_seconds: float = 10.0
+    max_network_retries: int = 1
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> StripeConfig:
@@ -47,6 +50,8 @@ class StripeConfig:
             config.get("STRIPE_API_KEY"),
             config.get("STRIPE_WEBHOOK_SECRET"),
             config.get("STRIPE_API_BASE"),
+            float(config.get("STRIPE_TIMEOUT_SECONDS", 10.0)),
+            int(config.get("STRIPE_MAX_NETWORK_RETRIES", 1)),
         )
 
     @property
@@ -59,11 +64,17 @@ class StripeConfig:
         return stripe.StripeClient(
             self.api_key,
             base_addresses=base,  # type: ignore[arg-type]
-            max_network_retries=0,
+            max_network_retries=self.max_network_retries,
+            http_client=stripe.RequestsClient(timeout=self.timeout_seconds),
         )
 
 
 # the coupon mirror -------------------------------------------------------------------------------
+#: vouchers per mirror job, and per pass of the sweep
+MIRROR_BATCH = 100
+SWEEP_LIMIT = 1000
+
+
 def coupon_params(voucher: Voucher) -> dict[str, Any]:
     params: dict[str, Any] = {
         "id": voucher.display_code,
@@ -82,58 +93,145 @@ def coupon_params(voucher: Voucher) -> dict[str, Any]:
     return params
 
 
-def _create(client: stripe.StripeClient, voucher: Voucher) -> None:
+def _create(client: stripe.StripeClient, params: dict[str, Any]) -> None:
     try:
-        client.v1.coupons.create(params=coupon_params(voucher))  # type: ignore[arg-type]
+        client.v1.coupons.create(params=params)  # type: ignore[arg-type]
     except stripe.InvalidRequestError as exc:
         if getattr(exc, "code", None) != "resource_already_exists":
             raise  # else: an earlier try created it before we could record that
 
 
-def _delete(client: stripe.StripeClient, voucher: Voucher) -> None:
+def _delete(client: stripe.StripeClient, coupon_id: str) -> None:
     try:
-        client.v1.coupons.delete(voucher.display_code)
+        client.v1.coupons.delete(coupon_id)
     except stripe.InvalidRequestError as exc:
         if getattr(exc, "http_status", None) != 404:
             raise  # a coupon that is gone already is what we want
 
 
-def sync(
-    session: Session, config: StripeConfig, ids: Iterable[int] | None = None
-) -> dict[str, int]:
-    """Bring the coupon mirror in line: create coupons for active vouchers not yet mirrored,
-    delete those of used, void or expired ones. Each voucher commits on its own; failures are
-    recorded on the voucher, never raised. Returns counts per outcome."""
+@dataclass(frozen=True)
+class _Call:
+    """What to do with one voucher's coupon, read before the call (no transaction stays open)."""
+
+    voucher_id: int
+    seen_status: str
+    coupon_id: str
+    create: dict[str, Any] | None  # the coupon's params; None: delete it
+
+
+def _call_for(voucher: Voucher, now: datetime) -> _Call | None:
+    live = voucher.status == "active" and voucher.valid_until > now
+    if live and voucher.stripe_status in (None, "pending"):
+        params: dict[str, Any] | None = coupon_params(voucher)
+    elif not live and voucher.stripe_status in ("pending", "synced"):
+        params = None
+    else:
+        return None  # mirrored already, or never mirrored and no longer live
+    return _Call(voucher.id, voucher.status, voucher.display_code, params)
+
+
+def _record(session: Session, call: _Call, stripe_status: str, error: str | None) -> None:
+    """Commit the outcome if the voucher is still as the call saw it; if it changed meanwhile
+    (used or voided during the call), mark it pending again for the sweep to follow up."""
+    now = utcnow()
+    done = session.execute(
+        update(Voucher)
+        .where(Voucher.id == call.voucher_id, Voucher.status == call.seen_status)
+        .values(stripe_status=stripe_status, stripe_error=error, stripe_updated_at=now)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        session.execute(
+            update(Voucher)
+            .where(Voucher.id == call.voucher_id)
+            .values(stripe_status="pending", stripe_updated_at=now)
+        )
+    session.commit()
+
+
+def _mirror_one(session: Session, client: stripe.StripeClient, voucher_id: int) -> str | None:
+    voucher = session.get(Voucher, voucher_id)
+    call = _call_for(voucher, utcnow()) if voucher is not None else None
+    session.rollback()  # the call below happens outside any transaction
+    if call is None:
+        return None
+    try:
+        if call.create is not None:
+            _create(client, call.create)
+        else:
+            _delete(client, call.coupon_id)
+    except stripe.StripeError as exc:  # an outage must not break anything: record, retry later
+        log.warning("stripe mirror of voucher %s failed: %s", voucher_id, exc)
+        _record(session, call, "pending", str(exc)[:500] or type(exc).__name__)
+        return "failed"
+    _record(session, call, "synced" if call.create is not None else "deleted", None)
+    return "created" if call.create is not None else "deleted"
+
+
+def mirror(session: Session, config: StripeConfig, ids: Iterable[int]) -> dict[str, int]:
+    """Bring these vouchers' coupons in line: create the coupon of a live voucher not mirrored
+    yet, delete that of a used, void or expired one. One Stripe call per voucher, made outside
+    any transaction; each outcome commits on its own. A failed call leaves the voucher pending
+    with `stripe_error`. Returns counts per outcome; raises only database errors."""
     counts = {"created": 0, "deleted": 0, "failed": 0}
     if not config.enabled:
         return counts
     client = config.client()
-    now = utcnow()
-    query = select(Voucher).where(
-        or_(Voucher.stripe_status.is_(None), Voucher.stripe_status.in_(("pending", "synced")))
-    )
-    if ids is not None:
-        query = query.where(Voucher.id.in_(list(ids)))
-    for voucher in session.scalars(query.order_by(Voucher.id)).all():
-        live = voucher.status == "active" and voucher.valid_until > now
-        try:
-            if live and voucher.stripe_status != "synced":
-                _create(client, voucher)
-                voucher.stripe_status, voucher.stripe_error = "synced", None
-                counts["created"] += 1
-            elif not live and voucher.stripe_status == "synced":
-                _delete(client, voucher)
-                voucher.stripe_status, voucher.stripe_error = "deleted", None
-                counts["deleted"] += 1
-            else:
-                continue  # mirrored already, or never mirrored and no longer live
-        except Exception as exc:  # an outage must not break anything: record and retry later
-            log.warning("stripe sync of voucher %s failed: %s", voucher.id, exc)
-            voucher.stripe_status = "pending" if live else voucher.stripe_status
-            voucher.stripe_error = str(exc)[:500]
-            counts["failed"] += 1
-        session.commit()
+    for voucher_id in sorted(set(ids)):
+        outcome = _mirror_one(session, client, voucher_id)
+        if outcome is not None:
+            counts[outcome] += 1
     return counts
+
+
+def due(session: Session, *, pending_before: datetime, limit: int = SWEEP_LIMIT) -> list[int]:
+    """Vouchers whose coupon must change and that no job is known to be on: pending since before
+    `pending_before` (their job was lost, or gave up), synced but expired, and live ones never
+    mirrored (issued while Stripe was off). At most `limit`, the longest waiting first."""
+    now = utcnow()
+    queries = (
+        select(Voucher.id)
+        .where(Voucher.stripe_status == "pending", Voucher.stripe_updated_at < pending_before)
+        .order_by(Voucher.stripe_updated_at),
+        select(Voucher.id).where(Voucher.stripe_status == "synced", Voucher.valid_until <= now),
+        select(Voucher.id).where(
+            Voucher.stripe_status.is_(None), Voucher.valid_until > now, Voucher.status == "active"
+        ),
+    )
+    ids: list[int] = []
+    for query in queries:
+        ids += session.scalars(query.limit(limit - len(ids))).all()
+        if len(ids) >= limit:
+            break
+    return ids
+
+
+def claim_due(session: Session, *, grace_seconds: int, limit: int = SWEEP_LIMIT) -> list[int]:
+    """The sweep: the `due` vouchers (pending for longer than `grace_seconds`), marked pending as
+    of now in the caller's transaction, so the next sweeps leave them to the job they are handed
+    to for as long again. Returns their ids."""
+    ids = due(session, pending_before=utcnow() - timedelta(seconds=grace_seconds), limit=limit)
+    if ids:
+        session.execute(
+            update(Voucher)
+            .where(Voucher.id.in_(ids))
+            .values(stripe_status="pending", stripe_updated_at=utcnow())
+        )
+    return ids
+
+
+def sync_all(session: Session, config: StripeConfig) -> dict[str, int]:
+    """The sweep once, here and now (`flask loyalty stripe-sync`): mirror every due voucher,
+    batch after batch, until none is left but those that failed in this run."""
+    counts = {"created": 0, "deleted": 0, "failed": 0}
+    started, seen = utcnow(), set()
+    while True:
+        ids = [i for i in due(session, pending_before=started, limit=MIRROR_BATCH) if i not in seen]
+        session.rollback()
+        if not ids:
+            return counts
+        seen.update(ids)
+        for outcome, n in mirror(session, config, ids).items():
+            counts[outcome] += n
 
 
 # webhooks ----------------------------------------------------------------------------------------
@@ -173,7 +271,7 @@ def process(session: Session, event: Mapping[str, Any], config: StripeConfig) ->
     return outcome
 
 
-def _member_for(session: Session, obj: Mapping[str, Any], config: StripeConfig) -> Member | None:
+def _member_for(session: Session, obj: Mapping[str, Any]) -> Member | None:
     metadata = obj.get("metadata") or {}
     try:
         if metadata.get("loyalty_card_number"):
@@ -184,15 +282,7 @@ def _member_for(session: Session, obj: Mapping[str, Any], config: StripeConfig) 
             return members.get_member(session, int(metadata["loyalty_member_id"]))
     except (DomainError, ValueError):
         return None
-    customer = obj.get("customer")
-    email = None
-    if isinstance(customer, Mapping):
-        email = customer.get("email")
-    elif isinstance(customer, str) and config.enabled:
-        try:
-            email = config.client().v1.customers.retrieve(customer).email
-        except stripe.StripeError as exc:
-            log.warning("could not read Stripe customer %s: %s", customer, exc)
+    email = _event_email(obj)
     if not email:
         return None
     try:
@@ -200,6 +290,22 @@ def _member_for(session: Session, obj: Mapping[str, Any], config: StripeConfig) 
     except DomainError:
         return None
     return session.scalar(select(Member).where(Member.email == normalised))
+
+
+def _event_email(obj: Mapping[str, Any]) -> str | None:
+    """The payer's e-mail as the event carries it: an expanded customer, the payment's
+    `receipt_email`, or the charge's billing details. A bare customer id is not looked up at
+    Stripe: no network call inside a request (put the card number in the metadata instead)."""
+    customer = obj.get("customer")
+    billing = obj.get("billing_details")
+    for candidate in (
+        customer.get("email") if isinstance(customer, Mapping) else None,
+        obj.get("receipt_email"),
+        billing.get("email") if isinstance(billing, Mapping) else None,
+    ):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return None
 
 
 def _voucher_codes(obj: Mapping[str, Any]) -> list[str]:
@@ -215,7 +321,7 @@ def _voucher_codes(obj: Mapping[str, Any]) -> list[str]:
 
 
 def _payment_succeeded(session: Session, obj: Mapping[str, Any], config: StripeConfig) -> str:
-    member = _member_for(session, obj, config)
+    member = _member_for(session, obj)
     if member is None:
         log.info("payment %s: no member found; ignored", obj.get("id"))
         return "ignored: no member"

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate."""
 
+from loyalty.models.campaigns import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, Campaign
 from loyalty.models.clients import SCOPES, ApiClient, AuditEntry, IdempotencyRecord
 from loyalty.models.feedback import FEEDBACK_CHANNELS, Feedback
 from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry
@@ -17,6 +18,8 @@ from loyalty.models.vouchers import (
 )
 
 __all__ = [
+    "CAMPAIGN_KINDS",
+    "CAMPAIGN_STATUSES",
     "DISCOUNT_TYPES",
     "ENTRY_KINDS",
     "FEEDBACK_CHANNELS",
@@ -27,6 +30,7 @@ __all__ = [
     "VOUCHER_STATUSES",
     "ApiClient",
     "AuditEntry",
+    "Campaign",
     "Card",
     "Feedback",
     "IdempotencyRecord",

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from loyalty.extensions import Base
+from loyalty.models.base import Base
 from loyalty.models.types import BigIntPK, UTCDateTime, utcnow
 
 VOUCHER_KINDS = ("come_back", "welcome", "win_back", "goodwill")
@@ -24,7 +24,7 @@ class Voucher(Base):
         CheckConstraint(
             "kind IN ('come_back', 'welcome', 'win_back', 'goodwill')", name="kind_known"
         ),
-        Index("ix_vouchers_stripe_status", "stripe_status"),
+        Index("ix_vouchers_stripe_status_valid_until", "stripe_status", "valid_until"),
         CheckConstraint("discount_type IN ('amount', 'percent')", name="discount_type_known"),
         CheckConstraint("status IN ('active', 'used', 'void')", name="status_known"),
         CheckConstraint(
@@ -62,6 +62,8 @@ class Voucher(Base):
     #: failed try: see stripe_error), synced, deleted (after use, voiding or expiry).
     stripe_status: Mapped[str | None] = mapped_column(String(10))
     stripe_error: Mapped[str | None] = mapped_column(String(500))
+    #: When stripe_status was last set or tried (the sweep retries a pending one after a grace).
+    stripe_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def state(self) -> str:

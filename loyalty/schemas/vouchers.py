@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import validate
 
-from loyalty.models import DISCOUNT_TYPES, VOUCHER_KINDS
+from loyalty.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, DISCOUNT_TYPES, VOUCHER_KINDS
 from loyalty.schemas.common import MAX_AMOUNT, Bool, CardNumber, Id, Schema, Str
 
 
@@ -122,3 +122,43 @@ class WinBackResultSchema(Schema):
     eligible = ma.fields.Integer(required=True)
     issued = ma.fields.Integer(required=True)
     holdout = ma.fields.Integer(required=True)
+
+
+class CampaignSchema(Schema):
+    id = ma.fields.Integer(required=True)
+    kind = ma.fields.String(required=True, metadata={"enum": list(CAMPAIGN_KINDS)})
+    campaign = ma.fields.String(
+        required=True,
+        attribute="name",
+        metadata={"description": "The name the vouchers and holdout records carry"},
+    )
+    status = ma.fields.String(
+        required=True,
+        metadata={
+            "enum": list(CAMPAIGN_STATUSES),
+            "description": "pending (queued), running (its job issues batch after batch), done, "
+            "failed (see error; gave up after LOYALTY_CAMPAIGN_MAX_ATTEMPTS attempts)",
+        },
+    )
+    dry_run = ma.fields.Constant(
+        False, required=True, metadata={"type": "boolean", "description": "Always false here"}
+    )
+    eligible = ma.fields.Integer(
+        required=True, metadata={"description": "Members dealt with so far: issued + holdout"}
+    )
+    issued = ma.fields.Integer(required=True, metadata={"description": "Vouchers issued so far"})
+    holdout = ma.fields.Integer(
+        required=True, metadata={"description": "Members recorded as held out so far"}
+    )
+    params = ma.fields.Dict(
+        required=True,
+        metadata={
+            "description": "The request's terms: inactive_days, kind, value, valid_days, "
+            "min_spend, holdout_percent, reason"
+        },
+    )
+    attempts = ma.fields.Integer(required=True)
+    error = ma.fields.String(allow_none=True, required=True)
+    created_at = ma.fields.AwareDateTime(required=True)
+    started_at = ma.fields.AwareDateTime(allow_none=True, required=True)
+    finished_at = ma.fields.AwareDateTime(allow_none=True, required=True)

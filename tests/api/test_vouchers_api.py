@@ -242,7 +242,16 @@ def test_win_back_dry_run_then_real_run_with_a_holdout(app, client, admin, pos) 
     assert 0 < dry["holdout"] < 40
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Voucher)) == 0
-    real = client.post("/api/v1/campaigns/win-back", json=body, headers=admin).json
+    started = client.post("/api/v1/campaigns/win-back", json=body, headers=admin)
+    assert started.status_code == 202
+    assert (started.json["status"], started.json["campaign"], started.json["issued"]) == (
+        "pending",
+        "wb-1",
+        0,
+    )
+    assert started.headers["Location"] == f"/api/v1/campaigns/{started.json['id']}"
+    real = client.get(started.headers["Location"], headers=admin).json  # the job ran (tests)
+    assert real["status"] == "done" and real["finished_at"] is not None
     assert (real["eligible"], real["issued"], real["holdout"]) == (
         dry["eligible"],
         dry["issued"],
@@ -259,9 +268,12 @@ def test_win_back_dry_run_then_real_run_with_a_holdout(app, client, admin, pos) 
             db.session.scalar(select(func.count()).select_from(VoucherHoldout)) == real["holdout"]
         )
         assert set(db.session.scalars(select(Voucher.member_id))) <= set(lapsed)
-    again = client.post("/api/v1/campaigns/win-back", json=body, headers=admin).json
-    assert again["eligible"] == 0  # open vouchers and recorded holdouts are not counted twice
+    again = client.post("/api/v1/campaigns/win-back", json=body, headers=admin)
+    again = client.get(again.headers["Location"], headers=admin).json
+    assert (again["status"], again["eligible"]) == ("done", 0)  # nobody is counted twice
     assert client.post("/api/v1/campaigns/win-back", json=body, headers=pos).status_code == 403
+    assert client.get(started.headers["Location"], headers=pos).status_code == 403
+    assert client.get("/api/v1/campaigns/999", headers=admin).status_code == 404
 
 
 def test_win_back_from_the_command_line(app, client, runner, pos) -> None:

@@ -14,14 +14,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
-
-from tests.conftest import BACKEND, PG_ADMIN_URL, _pg_url
 
 pytestmark = pytest.mark.e2e
 
@@ -47,22 +44,17 @@ def _tail(proc: subprocess.CompletedProcess, n: int = 6000) -> str:
 
 
 @pytest.fixture(scope="module")
-def live() -> Iterator[dict[str, str]]:
+def live(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[dict[str, str]]:
     tmp = tempfile.mkdtemp(prefix="loyalty-e2e-")
-    pg_name = None
-    if BACKEND == "postgres":
-        pg_name = f"loyalty_e2e_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{pg_name}"')
-        url = _pg_url(pg_name)
-    else:
-        url = f"sqlite:///{tmp}/e2e.sqlite3"
+    cleanup = ExitStack()
+    url = cleanup.enter_context(new_database("loyalty_e2e"))
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "FLASK_APP": "wsgi",
         "LOYALTY_API_KEY_CACHE_SECONDS": "1",
         "STRIPE_WEBHOOK_SECRET": "whsec_e2e",  # webhooks verified; no API key, so no mirror
+        "LOYALTY_JOBS_FILE": str(Path(tmp) / "jobs.sqlite3"),  # this run's own job queue
     }
     server = None
     log = None
@@ -105,9 +97,7 @@ def live() -> Iterator[dict[str, str]]:
             server.wait(timeout=30)
         if log is not None:
             log.close()
-        if pg_name:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        cleanup.close()  # drops the PostgreSQL database
 
 
 def _assert_no_server_errors(live: dict[str, str]) -> None:
