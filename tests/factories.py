@@ -1,37 +1,57 @@
-"""Factory functions for test data. They go through the domain, so the data is consistent."""
+"""Test helpers shared between test modules: data made through the domain (so it is consistent)
+or through the API client, and a few plain helpers. Test modules import from here or use the
+fixtures of conftest.py, never from one another."""
 
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 
 from loyalty import auth
-from loyalty.domain import members
+from loyalty.domain import members, rewards
 from loyalty.domain.context import Actor, Settings
-from loyalty.models import ApiClient, Member
+from loyalty.models import ApiClient, Member, Reward
 
 _seq = itertools.count(1)
 SETTINGS = Settings()
+WORKERS = 16
 
 
 def next_id() -> int:
     return next(_seq)
 
 
-def api_client(session: Session, scopes: tuple[str, ...], name: str | None = None) -> str:
+def _new_client(
+    session: Session, scopes: tuple[str, ...], name: str | None
+) -> tuple[ApiClient, str]:
     key = auth.generate_key()
-    session.add(
-        ApiClient(
-            name=name or f"client-{next(_seq)}",
-            key_hash=auth.hash_key(key),
-            key_prefix=key[:12],
-            scopes=list(scopes),
-        )
+    client = ApiClient(
+        name=name or f"client-{next(_seq)}",
+        key_hash=auth.hash_key(key),
+        key_prefix=key[:12],
+        scopes=list(scopes),
     )
+    session.add(client)
     session.flush()
-    return key
+    return client, key
+
+
+def api_client(session: Session, scopes: tuple[str, ...], name: str | None = None) -> str:
+    """A new API client with these scopes; returns its key."""
+    return _new_client(session, scopes, name)[1]
+
+
+def actor(session: Session, scopes: tuple[str, ...] = ("pos",), name: str | None = None) -> Actor:
+    """A new API client, as the Actor the domain functions record changes against."""
+    client, _ = _new_client(session, scopes, name)
+    return Actor(client_id=client.id, name=client.name)
 
 
 def member(session: Session, **overrides: Any) -> Member:
@@ -39,3 +59,48 @@ def member(session: Session, **overrides: Any) -> Member:
     data: dict[str, Any] = {"name": f"Member {n}", "email": f"member{n}@example.com"}
     data.update(overrides)
     return members.enrol(session, data, settings=SETTINGS, actor=Actor.cli())
+
+
+def reward(session: Session, points_cost: int, **overrides: Any) -> Reward:
+    """A free-item reward in the catalogue (no stock, no per-member limit unless given)."""
+    n = next(_seq)
+    data: dict[str, Any] = {
+        "name": f"Reward {n}",
+        "kind": "free_item",
+        "sku": f"SKU-{n}",
+        "points_cost": points_cost,
+    }
+    data.update(overrides)
+    return rewards.create_reward(session, data, actor=Actor.cli())
+
+
+def goodwill_code(client: FlaskClient, admin: dict[str, str], member_id: int) -> str:
+    """Issue a member a 1.00 goodwill voucher through the API; returns its code."""
+    body = {"kind": "amount", "value": 100, "valid_days": 30, "reason": "sorry"}
+    r = client.post(f"/api/v1/members/{member_id}/vouchers", json=body, headers=admin)
+    assert r.status_code == 201 and r.json is not None, r.json
+    return str(r.json["code"])
+
+
+def run_parallel(
+    app: Flask, n: int, request: Callable[[FlaskClient, int], Any], workers: int = WORKERS
+) -> list[Any]:
+    """`request(client, i)` for i in range(n) on `workers` threads, started together."""
+    barrier = threading.Barrier(min(n, workers))
+    local = threading.local()
+
+    def one(i: int) -> Any:
+        if not hasattr(local, "client"):
+            local.client = app.test_client()
+            barrier.wait()
+        return request(local.client, i)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def verify_ledger(runner: FlaskCliRunner) -> None:
+    """`flask loyalty verify-ledger` finds the books in order."""
+    out = runner.invoke(args=["loyalty", "verify-ledger"])
+    assert out.exit_code == 0, out.output
+    assert "OK" in out.output

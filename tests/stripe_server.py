@@ -11,6 +11,13 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from aiohttp import web
+
+with warnings.catch_warnings():  # localstripe registers plain functions as aiohttp handlers
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from localstripe import resources
+    from localstripe.server import app as localstripe_app
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -21,10 +28,6 @@ def free_port() -> int:
 def _teach_localstripe_coupon_fields() -> None:
     """localstripe's Coupon refuses `max_redemptions` and `redeem_by`, which real Stripe takes and
     we send; keep them on the fake coupon instead of refusing the request."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from localstripe import resources
-
     if getattr(resources.Coupon, "_loyalty_patched", False):
         return
     original = resources.Coupon.__init__
@@ -41,16 +44,10 @@ def _teach_localstripe_coupon_fields() -> None:
 @contextmanager
 def localstripe() -> Iterator[str]:
     """Start localstripe on 127.0.0.1 (it binds all interfaces when run as a program)."""
-    from aiohttp import web
-
-    with warnings.catch_warnings():  # localstripe registers plain functions as aiohttp handlers
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from localstripe.server import app
-
     _teach_localstripe_coupon_fields()
     port = free_port()
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(localstripe_app, access_log=None)
 
     def serve() -> None:
         asyncio.set_event_loop(loop)

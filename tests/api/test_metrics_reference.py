@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from loyalty.extensions import db
 from loyalty.models import Feedback, Member, Purchase
-from tests.api.test_metrics_segments import goodwill_code
+from tests.factories import goodwill_code
 
 FIRST = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 455  # 2025-01-01 .. 2026-03-31
@@ -254,11 +254,8 @@ def periods(rng: random.Random) -> list[tuple[date, date]]:
     return fixed
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_metrics_agree_with_a_plain_reading_of_the_definitions(
-    app, client, runner, api_key, tmp_path: Path, seed: int
-) -> None:
-    bought, given = history(seed)
+def import_history(runner, tmp_path: Path, bought: list[Bought]) -> None:
+    """The purchases through `flask loyalty import-purchases`, as a shop moving in would."""
     csv = tmp_path / "history.csv"
     lines = ["customer_ref,external_id,occurred_at,amount,currency,store_id"]
     for i, b in enumerate(bought):
@@ -268,18 +265,21 @@ def test_metrics_agree_with_a_plain_reading_of_the_definitions(
     out = runner.invoke(args=["loyalty", "import-purchases", str(csv)])
     assert out.exit_code == 0, out.output
 
-    rng = random.Random(seed * 7)
-    headers = api_key("reports", "pos")
-    with app.app_context():
-        ids = dict(db.session.execute(select(Purchase.external_id, Purchase.id)).all())
-        members = dict(db.session.execute(select(Member.external_ref, Member.id)).all())
-        for g in given:
-            db.session.add(
-                Feedback(
-                    member_id=members[g.member], nps=g.nps, ces=g.ces, csat=g.csat, created_at=g.at
-                )
+
+def add_feedback(given: list[Given], members: dict[str, int]) -> None:
+    for g in given:
+        db.session.add(
+            Feedback(
+                member_id=members[g.member], nps=g.nps, ces=g.ces, csat=g.csat, created_at=g.at
             )
-        db.session.commit()
+        )
+    db.session.commit()
+
+
+def post_returns(
+    client, headers, bought: list[Bought], ids: dict[str, int], rng: random.Random
+) -> list[tuple[datetime, int, str]]:
+    """About one purchase in eight partly or fully returned, up to 40 days later."""
     returns: list[tuple[datetime, int, str]] = []
     for i, b in enumerate(bought):
         if b.amount == 0 or rng.random() > 0.12:
@@ -293,10 +293,12 @@ def test_metrics_agree_with_a_plain_reading_of_the_definitions(
         )
         assert r.status_code == 201, r.json
         returns.append((at, amount, b.store))
+    return returns
 
-    # The deals: a goodwill voucher redeemed at checkout and a reward redeemed at the till, each
-    # naming its purchase by order_ref (the purchase's external_id), as a webshop and a till do.
-    admin = api_key("admin")
+
+def use_deals(client, headers, admin, bought: list[Bought], members: dict[str, int]) -> None:
+    """The deals: a goodwill voucher redeemed at checkout and a reward redeemed at the till, each
+    naming its purchase by order_ref (the purchase's external_id), as a webshop and a till do."""
     reward = client.post(
         "/api/v1/rewards",
         json={"name": "Cookie", "kind": "free_item", "sku": "C", "points_cost": 1},
@@ -324,6 +326,22 @@ def test_metrics_agree_with_a_plain_reading_of_the_definitions(
             body = {"member_id": member_id, "reward_id": reward["id"], "order_ref": f"p-{i}"}
             r = client.post("/api/v1/redemptions", json={**body, "instant": True}, headers=headers)
             assert r.status_code == 201 and r.json["status"] == "redeemed", r.json
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_metrics_agree_with_a_plain_reading_of_the_definitions(
+    app, client, runner, api_key, tmp_path: Path, seed: int
+) -> None:
+    bought, given = history(seed)
+    import_history(runner, tmp_path, bought)
+    rng = random.Random(seed * 7)
+    headers = api_key("reports", "pos")
+    with app.app_context():
+        ids = dict(db.session.execute(select(Purchase.external_id, Purchase.id)).all())
+        members = dict(db.session.execute(select(Member.external_ref, Member.id)).all())
+        add_feedback(given, members)
+    returns = post_returns(client, headers, bought, ids, rng)
+    use_deals(client, headers, api_key("admin"), bought, members)
 
     def get(path: str) -> dict[str, Any]:
         r = client.get(path, headers=headers)

@@ -30,6 +30,7 @@ from sqlalchemy import update
 
 from loyalty.extensions import db
 from loyalty.models import Feedback
+from tests.factories import goodwill_code
 
 Y = "2026-"
 PURCHASES = {
@@ -74,13 +75,6 @@ EXPECTED = {
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def goodwill_code(client, admin, member_id: int) -> str:
-    body = {"kind": "amount", "value": 100, "valid_days": 30, "reason": "sorry"}
-    r = client.post(f"/api/v1/members/{member_id}/vouchers", json=body, headers=admin)
-    assert r.status_code == 201, r.json
-    return r.json["code"]
 
 
 def test_every_segment_rule_and_its_precedence(app, client, pos, admin, api_key) -> None:

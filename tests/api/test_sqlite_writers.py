@@ -7,10 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import BACKEND
 
-
-@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite locking")
+@pytest.mark.sqlite
 def test_parallel_writes_after_an_auth_read_all_succeed(app, admin) -> None:
     n = 8
     barrier = threading.Barrier(n)

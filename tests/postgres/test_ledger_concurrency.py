@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from sqlalchemy import func, select
 
 from loyalty.extensions import db
 from loyalty.models import LedgerEntry, Purchase, Return
+from tests.factories import run_parallel, verify_ledger
 
 pytestmark = pytest.mark.postgres
-
-WORKERS = 16
-
-
-def run_parallel(app, n: int, request, workers: int = WORKERS) -> list:
-    """`request(client, i)` for i in range(n) on `workers` threads, started together."""
-    barrier = threading.Barrier(min(n, workers))
-    local = threading.local()
-
-    def one(i: int):
-        if not hasattr(local, "client"):
-            local.client = app.test_client()
-            barrier.wait()
-        return request(local.client, i)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, range(n)))
-
-
-def verify_ledger(runner) -> None:
-    out = runner.invoke(args=["loyalty", "verify-ledger"])
-    assert out.exit_code == 0, out.output
-    assert "OK" in out.output
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.postgres.test_ledger_concurrency import run_parallel, verify_ledger
+from tests.factories import run_parallel, verify_ledger
 
 pytestmark = pytest.mark.postgres
 

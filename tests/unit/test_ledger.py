@@ -24,13 +24,6 @@ from loyalty.models.types import utcnow
 from tests import factories
 
 
-@pytest.fixture
-def till(session) -> Actor:
-    factories.api_client(session, ("pos",), name="till")
-    client_id = session.scalar(text("SELECT id FROM api_clients WHERE name = 'till'"))
-    return Actor(client_id=client_id, name="till")
-
-
 def buy(session, till, member, amount, external_id=None, **extra):
     data = {
         "external_id": external_id or f"sale-{factories.next_id()}",
@@ -81,11 +74,7 @@ def test_the_same_external_id_for_another_member_is_a_conflict(session, till) ->
 
 
 def test_external_ids_are_per_client(session, till) -> None:
-    other_key = factories.api_client(session, ("webshop",), name="shop")
-    assert other_key
-    shop = Actor(
-        client_id=session.scalar(text("SELECT id FROM api_clients WHERE name='shop'")), name="shop"
-    )
+    shop = factories.actor(session, ("webshop",), name="shop")
     m = factories.member(session)
     buy(session, till, m, 1000, external_id="order-1")
     _, created = purchases.record_purchase(
