@@ -383,6 +383,9 @@ pm.test("same response, replayed", () => {
             "card_number": "{{card_number}}",
             "amount": 2599,
             "currency": "{{currency}}",
+            "lines": [
+                {"sku": "COFFEE-1KG", "category": "coffee", "quantity": 1, "unit_price": 2599}
+            ],
         },
         tests=status(200)
         + """
@@ -390,6 +393,26 @@ const p = pm.response.json();
 const expected = Number(pm.collectionVariables.get("expected_points"));
 pm.test("the existing purchase", () => pm.expect(p.id).to.eql(Number(pm.collectionVariables.get("purchase_id"))));
 pm.test("balance unchanged", () => pm.expect(p.balance.points).to.eql(expected));""",
+    ),
+    request(
+        "same external_id with another amount → 409",
+        "POST",
+        "/api/v1/purchases",
+        body={
+            "external_id": "till-{{run}}-1",
+            "card_number": "{{card_number}}",
+            "amount": 2600,
+            "currency": "{{currency}}",
+            "lines": [
+                {"sku": "COFFEE-1KG", "category": "coffee", "quantity": 1, "unit_price": 2599}
+            ],
+        },
+        tests=status(409)
+        + PROBLEM
+        + code("external_id_conflict")
+        + """
+pm.test("names the field that differs", () =>
+  pm.expect(Object.keys(pm.response.json().errors)).to.eql(["amount"]));""",
     ),
     request(
         "purchase in another currency → 422",
@@ -472,6 +495,14 @@ pm.test("balance after the return", () => pm.expect(r.balance.points).to.eql(exp
                     "card_number": "{{card_number}}",
                     "amount": 2599,
                     "currency": "{{currency}}",
+                    "lines": [
+                        {
+                            "sku": "COFFEE-1KG",
+                            "category": "coffee",
+                            "quantity": 1,
+                            "unit_price": 2599,
+                        }
+                    ],
                 },
                 {
                     "external_id": "till-{{run}}-3",
@@ -486,7 +517,8 @@ pm.test("balance after the return", () => pm.expect(r.balance.points).to.eql(exp
 const res = pm.response.json().results;
 pm.test("created, duplicate, rejected, in order", () =>
   pm.expect(res.map(r => r.status)).to.eql(["created", "duplicate", "rejected"]));
-pm.test("the rejection names the field", () => pm.expect(res[2].error.errors).to.have.key("amount"));""",
+pm.test("the rejection names the field", () => pm.expect(res[2].error.errors).to.have.key("amount"));
+pm.test("the rejection is a problem", () => pm.expect(res[2].error.code).to.eql("validation_error"));""",
     ),
     request(
         "adjust points (admin)",
