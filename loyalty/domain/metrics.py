@@ -47,8 +47,45 @@ def retention(
     reporting_memory(session)
     days = (end - start).days + 1
     p_start, p_end = midnight(start), midnight(end + timedelta(days=1))
-    prev_start = p_start - timedelta(days=days)
+    s, e, n, retained, repeat, one_time, purchases, revenue = _period_counts(
+        session, p_start - timedelta(days=days), p_start, p_end, store_id
+    )
+    lost = s - retained
+    aov = ratio(revenue, purchases, 2)
+    return {
+        "start": start,
+        "end": end,
+        "store_id": store_id,
+        "customers_at_start": s,
+        "active_customers": e,
+        "new_customers": n,
+        "retained_customers": retained,
+        "lost_customers": lost,
+        "reactivated_customers": e - n - retained,
+        "purchases": purchases,
+        "revenue": revenue,
+        "returned_amount": _returned_amount(session, p_start, p_end, store_id),
+        "repeat_customers": repeat,
+        "one_time_customers": one_time,
+        "retention_rate": ratio(retained, s, 4),
+        "churn_rate": ratio(lost, s, 4),
+        "repeat_customer_rate": ratio(repeat, e, 4),
+        "purchase_frequency": ratio(purchases, e, 4),
+        "average_order_value": aov,
+        "customer_lifetime_value": _clv(revenue, purchases, e, lost, s),
+        "definitions": "docs/metrics.md",
+    }
 
+
+def _period_counts(
+    session: Session,
+    prev_start: datetime,
+    p_start: datetime,
+    p_end: datetime,
+    store_id: str | None,
+) -> tuple[int, ...]:
+    """S, E, N, retained, repeat, one-time customers, purchases and revenue, in one query over
+    the purchases before the end of the period (per member: in P, in P-, first purchase)."""
     in_p = (Purchase.occurred_at >= p_start) & (Purchase.occurred_at < p_end)
     in_prev = (Purchase.occurred_at >= prev_start) & (Purchase.occurred_at < p_start)
     per_member = (
@@ -79,8 +116,13 @@ def retention(
             func.coalesce(func.sum(m.c.revenue), 0),
         )
     ).one()
-    s, e, n, retained, repeat, one_time, purchases, revenue = (int(v) for v in row)
+    return tuple(int(v) for v in row)
 
+
+def _returned_amount(
+    session: Session, p_start: datetime, p_end: datetime, store_id: str | None
+) -> int:
+    """The amount of the returns made in the period (of the store's purchases, with store_id)."""
     returned = select(func.coalesce(func.sum(Return.amount), 0)).where(
         Return.occurred_at >= p_start, Return.occurred_at < p_end
     )
@@ -88,40 +130,17 @@ def retention(
         returned = returned.join(Purchase, Purchase.id == Return.purchase_id).where(
             Purchase.store_id == store_id
         )
-    returned_amount = int(session.scalar(returned) or 0)
+    return int(session.scalar(returned) or 0)
 
-    lost = s - retained
-    churn = ratio(lost, s, 4)
-    aov = ratio(revenue, purchases, 2)
-    frequency = ratio(purchases, e, 4)
-    clv = None
-    if churn and aov is not None and e:
-        # AOV × frequency ÷ churn, from the exact fractions, then rounded like the rates
-        exact_clv = (Decimal(revenue) / purchases) * (Decimal(purchases) / e) / (Decimal(lost) / s)
-        clv = float(exact_clv.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
-    return {
-        "start": start,
-        "end": end,
-        "store_id": store_id,
-        "customers_at_start": s,
-        "active_customers": e,
-        "new_customers": n,
-        "retained_customers": retained,
-        "lost_customers": lost,
-        "reactivated_customers": e - n - retained,
-        "purchases": purchases,
-        "revenue": revenue,
-        "returned_amount": returned_amount,
-        "repeat_customers": repeat,
-        "one_time_customers": one_time,
-        "retention_rate": ratio(retained, s, 4),
-        "churn_rate": churn,
-        "repeat_customer_rate": ratio(repeat, e, 4),
-        "purchase_frequency": frequency,
-        "average_order_value": aov,
-        "customer_lifetime_value": clv,
-        "definitions": "docs/metrics.md",
-    }
+
+def _clv(revenue: int, purchases: int, active: int, lost: int, at_start: int) -> float | None:
+    """AOV × frequency ÷ churn, from the exact fractions, then rounded like the rates."""
+    if not (purchases and active and ratio(lost, at_start, 4)):
+        return None  # as the rounded churn rate reads: no churn, no lifetime value
+    exact = (
+        (Decimal(revenue) / purchases) * (Decimal(purchases) / active) / (Decimal(lost) / at_start)
+    )
+    return float(exact.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
 
 
 # cohorts ---------------------------------------------------------------------------------------

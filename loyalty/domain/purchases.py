@@ -228,14 +228,7 @@ def record_purchase(
         return _existing_receipt(conn, receipt, lines, actor), False
     receipt.id = row[0]
     receipt.vouchers_redeemed = _redeem_vouchers(session, receipt, data.get("voucher_codes"), actor)
-    if lines:
-        conn.execute(
-            _INSERT_LINES,
-            [
-                {"purchase_id": receipt.id, "line_no": i, "category": None, **line}
-                for i, line in enumerate(lines, start=1)
-            ],
-        )
+    _insert_lines(conn, receipt.id, lines)
     receipt.balance = _post_awards(session, receipt, awards, actor, now)
     if rates.come_back_policy:
         new = vouchers.come_back(
@@ -243,6 +236,17 @@ def record_purchase(
         )
         receipt.vouchers_issued = [new.issued_summary] if new is not None else []
     return receipt, True
+
+
+def _insert_lines(conn: Connection, purchase_id: int, lines: list[dict[str, Any]]) -> None:
+    if lines:
+        conn.execute(
+            _INSERT_LINES,
+            [
+                {"purchase_id": purchase_id, "line_no": i, "category": None, **line}
+                for i, line in enumerate(lines, start=1)
+            ],
+        )
 
 
 def _purchase_row(receipt: Receipt, actor: Actor, now: datetime) -> dict[str, Any]:
