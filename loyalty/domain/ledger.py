@@ -173,16 +173,31 @@ def _add_points(delta: str) -> str:
                                   THEN points + {delta} - held ELSE 0 END"""
 
 
-_CREDIT = text(
-    f"""
-    UPDATE members
-       SET {_add_points(":delta")},
-           updated_at = :now
-     WHERE id = :member_id
-    RETURNING points, held
-    """
-).bindparams(bindparam("now", type_=UTCDateTime()))
-_ENTRY = insert(cast(Table, LedgerEntry.__table__))
+_CREDIT = Fast(
+    text(
+        f"""
+        UPDATE members
+           SET {_add_points(":delta")},
+               updated_at = :now
+         WHERE id = :member_id
+        RETURNING points, held
+        """
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+)
+_EARN_COLUMNS = (
+    "member_id",
+    "kind",
+    "points",
+    "balance_after",
+    "reason",
+    "purchase_id",
+    "api_client_id",
+    "actor",
+    "created_at",
+)
+_ENTRY = Fast(
+    insert(cast(Table, LedgerEntry.__table__)).values({c: bindparam(c) for c in _EARN_COLUMNS})
+)
 
 
 def _expire_cached(session: Session, member_id: int) -> None:
@@ -212,22 +227,19 @@ def credit(
         raise ValueError("credit() adds earned points; use post() for anything else")
     conn = session.connection()
     _expire_cached(session, member_id)
-    row = conn.execute(_CREDIT, {"delta": points, "now": now, "member_id": member_id}).first()
+    row = _CREDIT.first(conn, {"delta": points, "now": now, "member_id": member_id})
     if row is None:
         raise NotFound(f"No member {member_id}.", field="member_id")
     balance, held = int(row[0]), int(row[1])
-    conn.execute(
-        _ENTRY,
+    _ENTRY.run(
+        conn,
         {
             "member_id": member_id,
             "kind": kind,
             "points": points,
             "balance_after": balance,
             "reason": reason,
-            "note": None,
             "purchase_id": purchase_id,
-            "return_id": None,
-            "redemption_id": None,
             "api_client_id": actor.client_id,
             "actor": actor.name,
             "created_at": now,

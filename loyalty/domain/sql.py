@@ -63,13 +63,22 @@ class Fast:
         if conn.dialect.name != "postgresql":
             row = conn.execute(self.statement, params).first()
             return None if row is None else tuple(row)
+        return self._execute(conn, params).fetchone()
+
+    def run(self, conn: Connection, params: dict[str, Any]) -> None:
+        """Execute a statement that returns no rows."""
+        if conn.dialect.name != "postgresql":
+            conn.execute(self.statement, params)
+        else:
+            self._execute(conn, params)
+
+    def _execute(self, conn: Connection, params: dict[str, Any]) -> Any:
         sql = self._compiled(conn)
         if self._defaults:
             params = {**self._defaults, **params}
-        cursor = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        return conn.connection.driver_connection.execute(  # type: ignore[union-attr]
             sql, params, prepare=True
         )
-        return cursor.fetchone()
 
 
 def constraint_name(exc: IntegrityError) -> str | None:
