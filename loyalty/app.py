@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any
 
-import psycopg
 from flask import Flask
 from flask.sessions import SessionInterface
-from psycopg import pq
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
@@ -76,6 +73,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         api.register_blueprint(module.blp, url_prefix="/api/v1")
     app.register_blueprint(health.bp)
 
+    app.teardown_request(end_transaction)
     app.register_error_handler(DomainError, domain_error_response)
     app.register_error_handler(HTTPException, http_error_response)
     app.register_error_handler(Exception, internal_error_response)
@@ -83,8 +81,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _configure_sqlite(db.engine)
-        elif db.engine.dialect.name == "postgresql":
-            _configure_postgresql(db.engine)
 
     jobs.init_app(app)
     register_cli(app)
@@ -111,6 +107,7 @@ class IdConverter(IntegerConverter):
 def _configure_sqlite(engine: Any) -> None:
     """Foreign keys on, WAL, a busy timeout, and transactions we begin ourselves so a write
     transaction takes the write lock at BEGIN (the SQLite equivalent of our row locks)."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -125,33 +122,16 @@ def _configure_sqlite(engine: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write_transaction.get() else "BEGIN")
 
 
-def _configure_postgresql(engine: Any) -> None:
-    """Keep psycopg's prepared statements across rollbacks.
-
-    After any ROLLBACK psycopg forgets every statement it prepared on the connection and sends
-    DEALLOCATE ALL, in case the rollback undid DDL a statement depends on. Here every read
-    request ends with a rollback (the pool's reset), and so do refused requests and replayed
-    retries: the purchases after each of them parsed and planned their statements again (custom
-    plans, about 0.1 ms of server time per statement) plus one round trip for the DEALLOCATE.
-    So the ROLLBACK is sent here, through libpq, before SQLAlchemy asks psycopg for it; psycopg
-    then finds the connection idle and leaves its statements alone. The app runs no DDL, and
-    PostgreSQL itself re-plans a prepared statement when a table it uses changes.
-    """
-    open_transaction = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
-
-    def rollback(dbapi_connection: Any) -> None:
-        pgconn = dbapi_connection.pgconn
-        if pgconn.transaction_status in open_transaction:
-            # a broken connection: psycopg's own rollback() then reports it
-            with contextlib.suppress(psycopg.Error):
-                pgconn.exec_(b"ROLLBACK")
-
-    @event.listens_for(engine, "rollback")
-    def _on_rollback(conn: Any) -> None:
-        if not (conn.closed or conn.invalidated):
-            rollback(conn.connection.driver_connection)
-
-    @event.listens_for(engine.pool, "reset")
-    def _on_reset(dbapi_connection: Any, _record: Any, state: Any) -> None:
-        if not state.terminate_only:
-            rollback(dbapi_connection)
+def end_transaction(exc: BaseException | None) -> None:
+    """A request that got its answer ends its open transaction with COMMIT: what is left open
+    then is a read (every write commits or rolls back in its unit of work), with nothing to
+    undo. A ROLLBACK would make psycopg forget every statement it prepared on the connection
+    (DEALLOCATE ALL), and the next purchase would parse and plan them all again. A request that
+    failed with an unhandled error rolls back."""
+    session = db.session()
+    if not session.in_transaction():
+        return
+    if exc is None:
+        session.commit()
+    else:
+        session.rollback()

@@ -1,56 +1,60 @@
-"""psycopg's prepared statements outlive rollbacks (see loyalty._configure_postgresql).
+"""psycopg's prepared statements outlive the requests that succeed (loyalty.app.end_transaction).
 
-Without that, every rollback (a read request's end, a refused request, a replayed retry) makes
-psycopg send DEALLOCATE ALL, and the hot path parses and plans its statements again.
+psycopg forgets every statement it prepared on a connection after a ROLLBACK (DEALLOCATE ALL).
+A request that got its answer ends with COMMIT instead, so reads and replayed retries between
+two purchases do not make the second parse and plan its statements again.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from loyalty.domain import purchases
 from loyalty.extensions import db
 
 pytestmark = pytest.mark.postgres
 
-PREPARED = "SELECT count(*) FROM pg_prepared_statements"
+PREPARED = "SELECT statement FROM pg_prepared_statements"
 
 
-def prepare_one(conn) -> None:
-    purchases._BY_MEMBER.first(conn, {"member_id": 1})  # a Fast statement: prepared at once
-
-
-def test_a_rollback_keeps_the_prepared_statements(app) -> None:
+def prepared(app) -> list[str]:
+    """The statements prepared on the pool's one connection."""
     with app.app_context(), db.engine.connect() as conn:
-        prepare_one(conn)
-        assert conn.exec_driver_sql(PREPARED).scalar() >= 1
-        conn.rollback()
-        assert conn.exec_driver_sql(PREPARED).scalar() >= 1
-        with pytest.raises(Exception, match="division by zero"):
-            conn.exec_driver_sql("SELECT 1/0")
-        conn.rollback()  # out of a failed transaction
-        assert conn.exec_driver_sql(PREPARED).scalar() >= 1
+        names = [row[0] for row in conn.exec_driver_sql(PREPARED).all()]
+        conn.commit()  # not a rollback, which would deallocate them
+        return names
 
 
-def test_the_pools_reset_keeps_them_too(app) -> None:
+@pytest.fixture
+def one_connection(app):
     with app.app_context():
-        conn = db.engine.connect()
-        prepare_one(conn)
-        raw = conn.connection.driver_connection
-        conn.close()  # back to the pool, inside the read transaction: the pool resets it
-        assert raw.pgconn.transaction_status == 0  # IDLE: the reset did end the transaction
-        assert raw.execute(PREPARED).fetchone()[0] >= 1
-        raw.rollback()
+        db.engine.dispose()  # from here on the pool holds the one connection the requests use
 
 
-def test_a_refused_request_leaves_the_purchase_statements_prepared(app, client, pos) -> None:
-    with app.app_context():
-        db.engine.dispose()  # from here on the pool holds the one connection these requests use
+def test_reads_and_replays_keep_the_purchase_statements_prepared(
+    app, client, pos, one_connection
+) -> None:
+    member = client.post("/api/v1/members", json={"name": "Ann"}, headers=pos).json
+    body = {"external_id": "s1", "member_id": member["id"], "amount": 500, "currency": "EUR"}
+    headers = {**pos, "Idempotency-Key": "k1"}
+    assert client.post("/api/v1/purchases", json=body, headers=headers).status_code == 201
+    before = prepared(app)
+    assert any("INSERT INTO purchases" in sql for sql in before)
+    assert client.get(f"/api/v1/members/{member['id']}", headers=pos).status_code == 200
+    assert client.get("/api/v1/members/999999", headers=pos).status_code == 404
+    replay = client.post("/api/v1/purchases", json=body, headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert prepared(app) == before
+
+
+def test_a_refused_request_rolls_back_and_the_next_purchase_prepares_again(
+    app, client, pos, one_connection
+) -> None:
     member = client.post("/api/v1/members", json={"name": "Ann"}, headers=pos).json
     body = {"external_id": "s1", "member_id": member["id"], "amount": 500, "currency": "EUR"}
     assert client.post("/api/v1/purchases", json=body, headers=pos).status_code == 201
     refused = client.post("/api/v1/purchases", json={**body, "currency": "USD"}, headers=pos)
     assert refused.status_code == 422
-    with app.app_context(), db.engine.connect() as conn:
-        names = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").all()
-    assert any("INSERT INTO purchases" in n[0] for n in names)
+    assert not any("INSERT INTO purchases" in sql for sql in prepared(app))
+    again = client.post("/api/v1/purchases", json={**body, "external_id": "s2"}, headers=pos)
+    assert again.status_code == 201
+    assert any("INSERT INTO purchases" in sql for sql in prepared(app))
