@@ -43,37 +43,33 @@ RETRY_SHARE = 0.1
 DEFAULT_CLIENT = "wrk" if shutil.which("wrk") else "python"  # the load generator (--client)
 THREADS_PER_PROCESS = 4
 
-# The statements of one purchase as the app sends them on PostgreSQL (BEGIN; card + programme;
-# the purchase and its credit in one statement, ledger.insert_purchase_with_credit; the
-# idempotency record; COMMIT), with pgbench variables; the card is found by member id (the same
-# index lookup cost as by number).
+# The statements of one purchase with an Idempotency-Key as the app sends them (BEGIN; the key
+# looked up; card + programme; the purchase INSERT … ON CONFLICT; the balance UPDATE … RETURNING
+# and its ledger entry, ledger.credit; the idempotency record; COMMIT), with pgbench variables;
+# the card is found by member id (the same index lookup cost as by number).
 PGBENCH_SCRIPT = """
 \\set mid random(1, {members})
 \\set amount random(100, 20000)
 \\set r random(1, 1000000000000000)
 BEGIN;
+SELECT request_hash, status_code, response_body FROM idempotency_records
+  WHERE api_client_id = {client} AND key = 'pgbench-' || :client_id || '-' || :r;
 SELECT cards.member_id, cards.status, program.currency, program.currency_exponent,
   program.points_per_unit, program.rounding, program.come_back_policy
   FROM cards JOIN program ON program.id = 1 WHERE cards.member_id = :mid;
-WITH p AS (
-  INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency, occurred_at,
+INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency, occurred_at,
     store_id, points_earned, returned_amount, points_reversed, created_at)
   VALUES (:mid, {client}, 'pgbench-' || :client_id || '-' || :r, :amount, 'EUR', now(), NULL,
     :amount / 100, 0, 0, now())
-  ON CONFLICT (api_client_id, external_id) DO NOTHING RETURNING id
-), m AS (
-  UPDATE members SET points = points + :amount / 100,
+  ON CONFLICT (api_client_id, external_id) DO NOTHING RETURNING id AS p_id \\gset
+UPDATE members SET points = points + :amount / 100,
     available_floor = CASE WHEN points + :amount / 100 - held < 0
                            THEN points + :amount / 100 - held ELSE 0 END,
     updated_at = now()
-  WHERE id = :mid AND EXISTS (SELECT FROM p) RETURNING id, points, held
-), e AS (
-  INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
+  WHERE id = :mid RETURNING points AS m_points, held AS m_held \\gset
+INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
     api_client_id, actor, created_at)
-  SELECT m.id, 'earn', :amount / 100, m.points, 'purchase', p.id, {client}, 'bench', now()
-    FROM m, p
-)
-SELECT p.id, m.points, m.held FROM p LEFT JOIN m ON true;
+  VALUES (:mid, 'earn', :amount / 100, :m_points, 'purchase', :p_id, {client}, 'bench', now());
 INSERT INTO idempotency_records (api_client_id, key, request_hash, status_code, response_body,
   created_at)
   VALUES ({client}, 'pgbench-' || :client_id || '-' || :r, '{hash}', 201, '{body}', now())

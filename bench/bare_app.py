@@ -5,6 +5,7 @@ between this and the real app says what our layers cost. Served by `bench/accrua
 
 from __future__ import annotations
 
+import json
 import os
 
 from flask import Flask, jsonify, request
@@ -17,23 +18,30 @@ engine = create_engine(
 )
 CLIENT = int(os.environ.get("BARE_CLIENT_ID", "1"))
 
+LOOKUP = text(
+    "SELECT request_hash, status_code, response_body FROM idempotency_records"
+    " WHERE api_client_id = :c AND key = :k"
+)
 CARD = text(
     "SELECT cards.member_id, cards.status, program.currency, program.currency_exponent,"
     " program.points_per_unit, program.rounding, program.come_back_policy FROM cards"
     " JOIN program ON program.id = 1 WHERE cards.number = :number"
 )
-# The purchase and its credit in one statement, as the app sends it on PostgreSQL.
-PURCHASE_WITH_CREDIT = text(
-    "WITH p AS (INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency,"
+PURCHASE = text(
+    "INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency,"
     " occurred_at, store_id, points_earned, returned_amount, points_reversed, created_at) VALUES"
     " (:m, :c, :e, :a, 'EUR', now(), NULL, :p, 0, 0, now()) ON CONFLICT (api_client_id,"
-    " external_id) DO NOTHING RETURNING id), m AS (UPDATE members SET points = points + :p,"
+    " external_id) DO NOTHING RETURNING id"
+)
+CREDIT = text(
+    "UPDATE members SET points = points + :p,"
     " available_floor = CASE WHEN points + :p - held < 0 THEN points + :p - held ELSE 0 END,"
-    " updated_at = now() WHERE id = :m AND EXISTS (SELECT FROM p) RETURNING id, points, held),"
-    " e AS (INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason,"
-    " purchase_id, api_client_id, actor, created_at) SELECT m.id, 'earn', :p, m.points,"
-    " 'purchase', p.id, :c, 'bare', now() FROM m, p) SELECT p.id, m.points, m.held FROM p"
-    " LEFT JOIN m ON true"
+    " updated_at = now() WHERE id = :m RETURNING points, held"
+)
+ENTRY = text(
+    "INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,"
+    " api_client_id, actor, created_at) VALUES (:m, 'earn', :p, :b, 'purchase', :pid, :c, 'bare',"
+    " now())"
 )
 IDEM = text(
     "INSERT INTO idempotency_records (api_client_id, key, request_hash, status_code,"
@@ -45,27 +53,23 @@ IDEM = text(
 @app.post("/api/v1/purchases")
 def purchase():  # type: ignore[no-untyped-def]
     body = request.get_json()
+    key = request.headers["Idempotency-Key"]
     with engine.begin() as conn:
+        stored = conn.execute(LOOKUP, {"c": CLIENT, "k": key}).first()
+        if stored is not None:
+            return stored.response_body, stored.status_code
         card = conn.execute(CARD, {"number": body["card_number"]}).one()
         points = body["amount"] // 100
-        row = conn.execute(
-            PURCHASE_WITH_CREDIT,
-            {
-                "m": card.member_id,
-                "c": CLIENT,
-                "e": body["external_id"],
-                "a": body["amount"],
-                "p": points,
-            },
-        ).first()
-        pid, balance = (row.id, row) if row is not None else (None, None)
+        params = {"m": card.member_id, "c": CLIENT, "e": body["external_id"], "a": body["amount"]}
+        pid = conn.execute(PURCHASE, {**params, "p": points}).scalar()
+        balance = None
+        if pid is not None and points:
+            balance = conn.execute(CREDIT, {"m": card.member_id, "p": points}).one()
+            conn.execute(ENTRY, {**params, "p": points, "b": balance.points, "pid": pid})
         out = {
             "id": pid,
             "points_earned": points,
             "balance": {"points": balance.points if balance is not None else None},
         }
-        conn.execute(
-            IDEM,
-            {"c": CLIENT, "k": request.headers["Idempotency-Key"], "h": "0" * 64, "b": str(out)},
-        )
+        conn.execute(IDEM, {"c": CLIENT, "k": key, "h": "0" * 64, "b": json.dumps(out)})
     return jsonify(out), 201
