@@ -1,23 +1,30 @@
 """A/B of servers under the accrual load, interleaved on one database (for a noisy machine).
 
     .venv/bin/python bench/ab.py 'sync=wsgi:app' 'gthread=wsgi:app|--worker-class gthread' \
-        'bare=bench.bare_app:app' [--rounds 3] [--seconds 10] [--members 100000]
+        'old=/tmp/wt/old::wsgi:app' 'bare=bench.bare_app:app' [--rounds 3] [--seconds 10]
 
-Each NAME=TARGET[|GUNICORN FLAGS] is a gunicorn server on its own loopback port, all on one
-throw-away database with the accrual bench's members and key. After a warm-up and ANALYZE, each
-round loads every server in turn for S seconds (bench/accrual.py's client: wrk where installed),
-so slow and fast spells of the machine fall on all of them alike. Prints each load and the
-medians per server, and the tables read by sequential scans (a missing index or a stale plan
-shows up there).
+Each NAME=[DIR::]TARGET[|FLAGS] is a gunicorn server on its own loopback port, started in DIR
+(another checkout, e.g. a git worktree of an older commit; default: this one) with `--chdir
+DIR`, so that DIR's own `loyalty` package is imported; a TARGET `granian:MODULE:APP` is served
+by granian (WSGI) instead, FLAGS then being granian's. Each server's output goes to
+$TMPDIR/<database>_NAME.log. All share one throw-away database, set up by this tree's migrations
+and CLI, with the accrual bench's members and key. After a warm-up and ANALYZE, each round loads
+every server in turn for S seconds, starting one server later than the round before
+(bench/accrual.py's client: wrk where installed), so slow and fast spells of the machine fall on
+all of them alike. Prints each load and the medians per server, and the tables read by
+sequential scans (a missing index or a stale plan shows up there).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +34,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import accrual
 
 
+def server_command(spec: str, port: int) -> tuple[list[str], Path]:
+    """The command line and working directory of one [DIR::]TARGET[|FLAGS] server."""
+    head, _, flags = spec.partition("|")
+    where, _, target = head.rpartition("::")
+    cwd = Path(where).resolve() if where else accrual.ROOT
+    if target.startswith("granian:"):
+        cmd = [str(accrual.BIN / "granian"), "--interface", "wsgi", "--working-dir", str(cwd)]
+        cmd += flags.split()
+        return [*cmd, "--host", "127.0.0.1", "--port", str(port), target[8:]], cwd
+    cmd = [str(accrual.BIN / "gunicorn"), "--chdir", str(cwd), *flags.split()]
+    return [*cmd, "--bind", f"127.0.0.1:{port}", target], cwd
+
+
+def wait_until_listening(server: subprocess.Popen, port: int, log: str) -> None:
+    for _ in range(600):
+        if server.poll() is not None:
+            raise SystemExit(f"server exited; see {log}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port}; see {log}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("servers", nargs="+", help="NAME=TARGET[|gunicorn flags]")
+    parser.add_argument("servers", nargs="+", help="NAME=[DIR::]TARGET[|flags]")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--members", type=int, default=100_000)
@@ -57,28 +87,22 @@ def main() -> None:
         ports: dict[str, int] = {}
         for spec in args.servers:
             name, _, rest = spec.partition("=")
-            target, _, flags = rest.partition("|")
             ports[name] = accrual.free_port()
-            cmd = [str(accrual.BIN / "gunicorn"), *flags.split()]
-            cmd += ["--bind", f"127.0.0.1:{ports[name]}", target]
-            servers.append(
-                subprocess.Popen(
-                    cmd,
-                    cwd=accrual.ROOT,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        time.sleep(5)
+            cmd, cwd = server_command(rest, ports[name])
+            log = open(Path(tempfile.gettempdir()) / f"{dbname}_{name}.log", "w")  # noqa: SIM115
+            servers.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=log))
+            wait_until_listening(servers[-1], ports[name], log.name)
         for port in ports.values():
             load(port, key, args.members, args.clients, 2)  # warm-up
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")
         results: dict[str, list[dict]] = {name: [] for name in ports}
+        names = list(ports)
         for r in range(1, args.rounds + 1):
-            for name, port in ports.items():
-                res = load(port, key, args.members, args.clients, args.seconds)
+            # each round starts one server later, so no server always runs first or last
+            k = (r - 1) % len(names)
+            for name in names[k:] + names[:k]:
+                res = load(ports[name], key, args.members, args.clients, args.seconds)
                 results[name].append(res)
                 print(
                     f"round {r} {name}: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
