@@ -40,6 +40,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy loyalty
+	$(BIN)/python scripts/long_functions.py
 
 format: install
 	$(BIN)/ruff format .

@@ -19,6 +19,7 @@ echo "== lint: ruff, ruff format, mypy =="
 $BIN/ruff check .
 $BIN/ruff format --check . >/dev/null
 $BIN/mypy loyalty
+$BIN/python scripts/long_functions.py  # no function in loyalty/ over 60 lines
 
 echo "== pass 1/2: SQLite =="
 if pg_up; then
