@@ -262,7 +262,8 @@ def main() -> None:
 
         os.environ["DATABASE_URL"] = url
         sys.path.insert(0, str(ROOT))
-        from loyalty import auth, create_app
+        from loyalty import auth
+        from loyalty.app import create_app
         from loyalty.extensions import db
         from loyalty.models import ApiClient
 

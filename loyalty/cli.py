@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from loyalty import auth
-from loyalty.domain import idempotency, imports, ledger, members, program
+from loyalty.api import settings
+from loyalty.domain import (
+    campaigns,
+    idempotency,
+    imports,
+    ledger,
+    members,
+    program,
+    purchases,
+    rewards,
+    vouchers,
+)
 from loyalty.domain.context import Actor
-from loyalty.extensions import db
+from loyalty.extensions import db, write_transaction
+from loyalty.integrations.stripe import StripeConfig
+from loyalty.jobs import jobs_of
+from loyalty.jobs import tasks as job_tasks
+from loyalty.jobs.queue import RUN_CAMPAIGN
 from loyalty.models import SCOPES, ApiClient, Member
 from loyalty.models.types import utcnow
 
@@ -112,13 +131,9 @@ DEMO_REWARDS: list[dict[str, Any]] = [
 @loyalty_cli.command("seed-demo")
 def seed_demo() -> None:
     """A demo programme and members (once), and fresh demo keys (every time) printed here."""
-    from loyalty.api import settings
-
     program.ensure_program(db.session())
     seeded = db.session.scalar(select(Member.id).where(Member.external_ref == "demo-1"))
     if seeded is None:
-        from loyalty.domain import purchases, rewards
-
         for data, points in zip(DEMO_MEMBERS, DEMO_POINTS, strict=True):
             member = members.enrol(db.session(), dict(data), settings=settings(), actor=Actor.cli())
             purchases.adjust(db.session(), member.id, points, "demo points", actor=Actor.cli())
@@ -142,25 +157,18 @@ def seed_demo() -> None:
 
 @loyalty_cli.command("prune-idempotency")
 def prune_idempotency() -> None:
-    """Delete Idempotency-Key records older than LOYALTY_IDEMPOTENCY_TTL_HOURS."""
-    ttl = current_app.config["LOYALTY_IDEMPOTENCY_TTL_HOURS"]
-    count = idempotency.prune(db.session(), ttl)
-    db.session.commit()
+    """Delete Idempotency-Key records older than LOYALTY_IDEMPOTENCY_TTL_HOURS (at least 24 h).
+    The worker does this every hour."""
+    ttl = max(current_app.config["LOYALTY_IDEMPOTENCY_TTL_HOURS"], idempotency.MIN_TTL_HOURS)
+    count = jobs_of(current_app).run_here("prune_idempotency")
     click.echo(f"Pruned {count} idempotency records older than {ttl} h.")
 
 
 @loyalty_cli.command("release-expired")
 def release_expired() -> None:
-    """Expire reservations past their time (the API also does this lazily, when touched)."""
-    from loyalty.domain import redemptions
-
-    total = 0
-    while True:
-        count = redemptions.release_expired(db.session())
-        db.session.commit()
-        total += count
-        if count == 0:
-            break
+    """Expire reservations past their time (the worker does this every minute, and the API
+    lazily whenever a member is touched)."""
+    total = jobs_of(current_app).run_here("release_expired", None)
     click.echo(f"Released {total} expired reservations.")
 
 
@@ -174,35 +182,66 @@ def release_expired() -> None:
 @click.option("--campaign", default=None, help="Default: win_back:<date>")
 @click.option("--dry-run", is_flag=True, help="Count only")
 def win_back(**options: Any) -> None:
-    """Issue win_back vouchers to members with no purchase for INACTIVE_DAYS."""
-    from loyalty.domain import vouchers
-
+    """Issue win_back vouchers to members with no purchase for INACTIVE_DAYS: the campaign runs
+    here, batch after batch, as the worker runs one asked for through the API."""
     if options["kind"] == "percent" and options["value"] > 100:
         raise click.BadParameter("a percentage is at most 100", param_hint="--value")
-    result = vouchers.win_back(db.session(), options, actor=Actor.cli())
+    if options["dry_run"]:
+        result = vouchers.win_back_preview(db.session(), options)
+        db.session.rollback()
+        click.echo(
+            f"{result.campaign}: {result.eligible} eligible, would issue {result.issued}, "
+            f"{result.holdout} in the holdout."
+        )
+        return
+    campaign_id = campaigns.create_win_back(db.session(), options, actor=Actor.cli()).id
     db.session.commit()
-    verb = "would issue" if result.dry_run else "issued"
+    jobs_of(current_app).run_here(RUN_CAMPAIGN, campaign_id)
+    campaign = campaigns.get_campaign(db.session(), campaign_id)
     click.echo(
-        f"{result.campaign}: {result.eligible} eligible, {verb} {result.issued}, "
-        f"{result.holdout} in the holdout."
+        f"{campaign.name}: {campaign.eligible} eligible, issued {campaign.issued}, "
+        f"{campaign.holdout} in the holdout (campaign {campaign.id}, {campaign.status})."
     )
+    if campaign.status != "done":
+        raise SystemExit(1)
 
 
 @loyalty_cli.command("stripe-sync")
 def stripe_sync() -> None:
-    """Create Stripe coupons for vouchers not mirrored yet; delete those of used or expired ones."""
-    from loyalty.integrations import stripe as stripe_integration
-
-    config = stripe_integration.StripeConfig.from_mapping(current_app.config)
-    if not config.enabled:
+    """The Stripe sweep once, here: create the coupons of vouchers not mirrored yet, delete
+    those of used, void or expired ones. The worker does this every minute."""
+    if not StripeConfig.from_mapping(current_app.config).enabled:
         raise click.ClickException("Stripe is off: set STRIPE_API_KEY")
-    counts = stripe_integration.sync(db.session(), config)
+    token = write_transaction.set(True)
+    try:
+        counts = job_tasks.stripe_sync()
+    finally:
+        write_transaction.reset(token)
     click.echo(
         f"Stripe coupons: {counts['created']} created, {counts['deleted']} deleted, "
         f"{counts['failed']} failed (left pending)."
     )
     if counts["failed"]:
         raise SystemExit(1)
+
+
+@loyalty_cli.command("worker")
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Jobs run at once (default: LOYALTY_WORKER_THREADS).",
+)
+def worker(threads: int | None) -> None:
+    """Run the background jobs (the Huey consumer, periodic jobs on) until Ctrl-C (waits for
+    running jobs) or SIGTERM. One worker per deployment is enough; more are safe."""
+    jobs = jobs_of(current_app)
+    if jobs.huey.immediate:
+        raise click.ClickException("LOYALTY_JOBS_IMMEDIATE=1: jobs run where they are enqueued")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    jobs.consumer(threads or current_app.config["LOYALTY_WORKER_THREADS"]).run()
 
 
 @loyalty_cli.command("import-purchases")
@@ -220,42 +259,101 @@ def import_purchases(file: Any, no_earn: bool, check_only: bool, batch_size: int
     """Import purchase history from a CSV FILE (header row; columns customer_ref, external_id,
     occurred_at, amount, and optional currency, store_id). Idempotent on external_id: running
     it again imports nothing twice. Exits 1 when a row is bad (its line is reported)."""
-    import os
-
-    from loyalty.api.uow import write_transaction
-
     size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
-    consumed = 0
-
-    def lines() -> Any:
-        nonlocal consumed
-        for line in file:
-            consumed += len(line)  # characters: bytes for the ASCII a CSV export mostly is
-            yield line
-
+    lines = _CountedLines(file)
     token = write_transaction.set(True)  # SQLite: each batch holds the write lock
     try:
         with click.progressbar(length=max(size, 1), label="Importing") as bar:
-
-            def progress(_rows: int) -> None:
-                bar.update(min(consumed, size) - bar.pos)
-
-            result = imports.import_purchases(
+            result = run_import(
                 db.session(),
-                lines(),
+                lines,
                 earn=not no_earn,
                 check_only=check_only,
                 batch_rows=batch_size,
-                progress=progress,
+                progress=lambda: bar.update(min(lines.consumed, size) - bar.pos),
             )
     except imports.HeaderError as exc:
-        db.session.rollback()
         raise click.ClickException(str(exc)) from None
-    except Exception:
-        db.session.rollback()
-        raise
     finally:
         write_transaction.reset(token)
+    _report_import(result, check_only)
+
+
+class _CountedLines:
+    """A file's lines, counting the characters read (bytes, for the ASCII a CSV export mostly
+    is), for the progress bar."""
+
+    def __init__(self, file: Iterable[str]) -> None:
+        self.file = file
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.file:
+            self.consumed += len(line)
+            yield line
+
+
+def run_import(
+    session: Session,
+    lines: Iterable[str],
+    *,
+    earn: bool = True,
+    check_only: bool = False,
+    batch_rows: int = imports.BATCH_ROWS,
+    progress: Callable[[], None] | None = None,
+) -> imports.ImportResult:
+    """Read and check an import file and, unless `check_only`, write each good batch in a
+    transaction of its own, begun and committed here (a failed write rolls its batch back and is
+    raised). On PostgreSQL a thread writes batch N while this one reads and checks N + 1.
+    Raises imports.HeaderError."""
+    result = imports.ImportResult()
+    now = utcnow()
+    try:
+        rates = imports.ProgramRates.of(program.get_program(session))
+        rows = imports.CsvRows(lines)
+        result.ignored_columns = rows.ignored_columns
+        parser = imports.RowParser(rates, earn=earn, now=now)
+        threaded = not check_only and session.get_bind().dialect.name == "postgresql"
+        checked = imports.batches(rows, parser, result, batch_rows, offer_gil=threaded)
+        batches = _with_progress(checked, progress)
+        if check_only:
+            for _ in batches:
+                pass
+            session.rollback()
+            return result
+        target = imports.prepare(session, currency=rates.currency, now=now)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+    def write(batch: list[imports.Row]) -> None:
+        try:
+            written = imports.write_batch(session, batch, target)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        target.committed(written)
+        result.add(written)
+
+    imports.write_batches(batches, write, threaded=threaded)
+    return result
+
+
+def _with_progress(
+    batches: Iterable[list[imports.Row]], progress: Callable[[], None] | None
+) -> Iterator[list[imports.Row]]:
+    for batch in batches:
+        if progress:
+            progress()
+        yield batch
+    if progress:
+        progress()
+
+
+def _report_import(result: imports.ImportResult, check_only: bool) -> None:
+    """The summary, and every reported error. Exits 1 when a row was bad."""
     if result.ignored_columns:
         click.echo(f"Ignored columns: {', '.join(result.ignored_columns)}")
     verb = "checked" if check_only else "read"

@@ -259,3 +259,50 @@ def test_another_currency_is_a_bad_line(runner, tmp_path) -> None:
         ),
     )
     assert out.exit_code == 1 and "line 2: currency: USD is not the programme's EUR" in out.output
+
+
+@pytest.mark.parametrize(
+    ("rate", "rounding", "amount", "minor", "points"),
+    [
+        (3, "half_up", "0.35", 35, 1),
+        (3, "up", "0.35", 35, 2),
+        (3, "down", "0.35", 35, 1),
+        (3, "half_up", "0.50", 50, 2),
+        (7, "down", "0", 0, 0),
+    ],
+)
+def test_an_imported_purchase_earns_what_the_same_live_purchase_earns(
+    app, runner, client, pos, tmp_path, rate, rounding, amount, minor, points
+) -> None:
+    with app.app_context():
+        db.session.execute(update(Program).values(points_per_unit=rate, rounding=rounding))
+        db.session.commit()
+    member = client.post("/api/v1/members", json={"external_ref": "same"}, headers=pos).json
+    live = client.post(
+        "/api/v1/purchases",
+        json={
+            "external_id": "live",
+            "member_id": member["id"],
+            "amount": minor,
+            "currency": "EUR",
+        },
+        headers=pos,
+    )
+    assert live.status_code == 201, live.json
+    out = run(
+        runner,
+        write(
+            tmp_path,
+            f"customer_ref,external_id,occurred_at,amount\nsame,hist,2026-01-01,{amount}\n",
+        ),
+    )
+    assert out.exit_code == 0, out.output
+    assert f"{points} points earned" in out.output
+    with app.app_context():
+        earned = dict(
+            db.session.execute(select(Purchase.external_id, Purchase.points_earned)).all()
+        )
+    assert earned == {"live": points, "hist": points}
+    assert client.get(f"/api/v1/members/{member['id']}", headers=pos).json["balance"]["points"] == (
+        2 * points
+    )

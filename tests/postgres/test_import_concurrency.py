@@ -8,10 +8,9 @@ import threading
 
 import pytest
 
-from loyalty.api.uow import write_transaction
-from loyalty.domain import imports
-from loyalty.extensions import db
-from tests.postgres.test_ledger_concurrency import run_parallel, verify_ledger
+from loyalty.cli import run_import
+from loyalty.extensions import db, write_transaction
+from tests.factories import run_parallel, verify_ledger
 
 pytestmark = pytest.mark.postgres
 
@@ -34,7 +33,7 @@ def test_an_import_and_live_purchases_for_the_same_members_add_up(app, client, r
         with app.app_context():
             token = write_transaction.set(True)
             try:
-                outcome["result"] = imports.import_purchases(db.session(), lines, batch_rows=100)
+                outcome["result"] = run_import(db.session(), lines, batch_rows=100)
             except BaseException as exc:  # reported below
                 outcome["error"] = exc
             finally:
