@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from loyalty import errors, jobs
 from loyalty.auth import current_client
 from loyalty.domain import idempotency, redemptions
-from loyalty.domain.sql import constraint_name
+from loyalty.domain.sql import Fast, constraint_name
 from loyalty.errors import DomainError
 from loyalty.extensions import db, write_transaction
 
@@ -62,7 +62,7 @@ def unit_of_work(*, flush_later: bool = False) -> Iterator[Session]:
         session.rollback()
     try:
         if flush_later and session.get_bind().dialect.name == "postgresql":
-            session.execute(_COMMIT_WITHOUT_WAITING)
+            _COMMIT_WITHOUT_WAITING.run(session.connection(), {})
         yield session
         session.commit()
         jobs.enqueue_after_commit(session)
@@ -78,7 +78,7 @@ def unit_of_work(*, flush_later: bool = False) -> Iterator[Session]:
         write_transaction.reset(token)
 
 
-_COMMIT_WITHOUT_WAITING = text("SET LOCAL synchronous_commit = off")
+_COMMIT_WITHOUT_WAITING = Fast(text("SET LOCAL synchronous_commit = off"))
 _TAKE_XID = text("SELECT pg_current_xact_id()")
 
 
