@@ -110,6 +110,11 @@ def _write_direct(conn: Connection, rows: list[Row], target: Target) -> Written 
     it needs the staging way: a purchase already there (a re-run; one in the middle of the batch
     fails the COPY on the unique index), or a member whose `external_ref` changed meanwhile."""
     raw: Any = conn.connection.driver_connection  # psycopg's own connection
+    # A re-run is found before the savepoint: rolling one back costs psycopg its prepared
+    # statements (it deallocates them all after any ROLLBACK).
+    with raw.cursor() as cur:
+        if _any_there(cur, target.client_id, rows):
+            return None
     try:
         with conn.begin_nested(), raw.cursor() as cur:
             return _direct(cur, rows, target)
@@ -119,8 +124,6 @@ def _write_direct(conn: Connection, rows: list[Row], target: Target) -> Written 
 
 def _direct(cur: Any, rows: list[Row], target: Target) -> Written:
     """Members found or created and locked, purchases and entries copied, references proven."""
-    if _any_there(cur, target.client_id, rows):
-        raise _Fallback("a re-run")
     refs = list(dict.fromkeys(row[1] for row in rows))  # first appearance order
     known, created = _member_ids(cur, refs, target.members, target.now)
     balances = _lock_members(cur, known)
