@@ -159,7 +159,7 @@ def seed_demo() -> None:
 def prune_idempotency() -> None:
     """Delete Idempotency-Key records older than LOYALTY_IDEMPOTENCY_TTL_HOURS (at least 24 h).
     The worker does this every hour."""
-    ttl = max(current_app.config["LOYALTY_IDEMPOTENCY_TTL_HOURS"], idempotency.MIN_TTL_HOURS)
+    ttl = idempotency.kept_hours(current_app.config["LOYALTY_IDEMPOTENCY_TTL_HOURS"])
     count = jobs_of(current_app).run_here("prune_idempotency")
     click.echo(f"Pruned {count} idempotency records older than {ttl} h.")
 

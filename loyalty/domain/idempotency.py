@@ -149,9 +149,13 @@ def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Sto
 MIN_TTL_HOURS = 24
 
 
+def kept_hours(ttl_hours: int) -> int:
+    """How long records are kept for a configured TTL: never under MIN_TTL_HOURS."""
+    return max(ttl_hours, MIN_TTL_HOURS)
+
+
 def prune(session: Session, ttl_hours: int) -> int:
-    """Delete records older than `ttl_hours` (never younger than MIN_TTL_HOURS); returns how
-    many."""
-    cutoff = utcnow() - timedelta(hours=max(ttl_hours, MIN_TTL_HOURS))
+    """Delete records older than kept_hours(`ttl_hours`); returns how many."""
+    cutoff = utcnow() - timedelta(hours=kept_hours(ttl_hours))
     result = session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -49,9 +49,16 @@ def _mirror_after_commit(session: Session, voucher: Voucher) -> None:
     mirrored (issued while Stripe was off) has no coupon to delete and is left alone."""
     if not session.info.get(MIRROR_ON) or voucher.stripe_status not in ("pending", "synced"):
         return
-    voucher.stripe_status = "pending"
-    voucher.stripe_updated_at = utcnow()
-    session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher.id)
+    _mark_pending(voucher)
+    _note_for_mirror(session, voucher.id)
+
+
+def _mark_pending(voucher: Voucher) -> None:
+    voucher.stripe_status, voucher.stripe_updated_at = "pending", utcnow()
+
+
+def _note_for_mirror(session: Session, voucher_id: int) -> None:
+    session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher_id)
 
 
 def generate_code() -> str:
@@ -135,12 +142,13 @@ def issue(
         source_purchase_id=source_purchase_id,
         api_client_id=actor.client_id,
     )
-    if session.info.get(MIRROR_ON):  # its coupon is created by a job after the commit
-        voucher.stripe_status, voucher.stripe_updated_at = "pending", utcnow()
+    mirrored = bool(session.info.get(MIRROR_ON))
+    if mirrored:  # its coupon is created by a job after the commit
+        _mark_pending(voucher)
     session.add(voucher)
     session.flush()
-    if voucher.stripe_status == "pending":
-        session.info.setdefault(MIRROR_AFTER_COMMIT, set()).add(voucher.id)
+    if mirrored:
+        _note_for_mirror(session, voucher.id)
     return voucher
 
 
