@@ -8,7 +8,11 @@ PORT   ?= 5000
 
 .PHONY: install node run test test-sqlite test-postgres lint format bench clean
 
+# Python packages, and the npm packages where npm is installed (`make run` needs only Python:
+# without npm the API runs, and /api/v1/docs says how to install Swagger UI)
 install: $(VENV)/.installed
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory -s node; \
+	else echo "npm not found: the API docs page needs Swagger UI (install Node.js, then make node)"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,19 +22,20 @@ $(VENV)/.installed: pyproject.toml
 
 node: node_modules/.installed
 
+# newman (the live checks) and swagger-ui-dist (the API docs page), pinned in package-lock.json.
+# No install scripts: none of them needs one (swagger-ui-dist's would only send analytics).
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+# `make run PORT=8080` (HOST=0.0.0.0 to listen on every interface)
 run: install
-	$(FLASK) db upgrade
-	$(FLASK) loyalty seed-demo
 	HOST=$(HOST) PORT=$(PORT) bash scripts/run.sh
 
 test: install node
 	bash scripts/test.sh
 
-test-sqlite: install
+test-sqlite: install node
 	LOYALTY_TEST_DB=sqlite $(BIN)/pytest -m "not e2e"
 
 test-postgres: install node

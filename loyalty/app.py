@@ -9,7 +9,7 @@ from flask import Flask
 from flask.sessions import SessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, UnicodeConverter
 
 from loyalty import health, jobs
 from loyalty.api import (
@@ -23,6 +23,7 @@ from loyalty.api import (
     stripe_webhook,
     vouchers,
 )
+from loyalty.api.body import LoyaltyRequest, StrictJSONProvider
 from loyalty.api.problems import (
     domain_error_response,
     http_error_response,
@@ -32,6 +33,13 @@ from loyalty.cli import register_cli
 from loyalty.config import Config
 from loyalty.errors import DomainError
 from loyalty.extensions import api, db, migrate, write_transaction
+from loyalty.schemas.common import (
+    CARD_NUMBER_DOC,
+    CARD_NUMBER_MAX_LENGTH,
+    MAX_ID,
+    ProgrammeDate,
+    ProgrammeDateTime,
+)
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations")
 
@@ -39,12 +47,13 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "migra
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """The application: config from the environment (then `overrides`), extensions, blueprints,
     error handlers, CLI. Migrations are never run here (`flask db upgrade` does that)."""
-    app = Flask(__name__, instance_relative_config=True)
+    app = LoyaltyFlask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_object(Config(app.instance_path))
     app.config.update(overrides or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
+    app.url_map.converters["card"] = CardNumberConverter
     app.session_interface = NoCookieSessions()  # an API with keys: no cookie sessions
 
     db.init_app(app)
@@ -56,9 +65,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         },
     )
 
-    api.register_converter(
-        IdConverter, lambda _c: {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
-    )
+    _document_types(app)
     for module in (
         members,
         cards,
@@ -87,6 +94,59 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def _document_types(app: Flask) -> None:
+    """What the OpenAPI document says of our path converters and fields beyond apispec's own."""
+    api.register_converter(
+        IdConverter, lambda _c: {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    )
+    api.register_converter(
+        CardNumberConverter,
+        lambda _c: {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": CARD_NUMBER_MAX_LENGTH,
+            **CARD_NUMBER_DOC,
+        },
+    )
+    api.ma_plugin.converter.add_attribute_function(_document_date_bounds(app))
+    api.ma_plugin.converter.add_attribute_function(_null_means_null)
+
+
+class LoyaltyFlask(Flask):
+    """Request bodies are read by `loyalty.api.body` (strict JSON; 415 for another type)."""
+
+    request_class = LoyaltyRequest
+    json_provider_class = StrictJSONProvider
+
+
+def _document_date_bounds(app: Flask) -> Any:
+    """An apispec attribute function: the OpenAPI document states the configured bounds of
+    every programme date (OpenAPI 3.0 has no keyword for them, so in words)."""
+    first, last = app.config["LOYALTY_MIN_DATE"], app.config["LOYALTY_MAX_DATE"]
+
+    def attributes(_converter: Any, field: Any, ret: dict[str, Any], **_kw: Any) -> dict:
+        if not isinstance(field, ProgrammeDate | ProgrammeDateTime):
+            return {}
+        bounds = f"From {first.isoformat()} to {last.isoformat()} (UTC)."
+        said = ret.get("description", "").rstrip(".")
+        return {"description": f"{said}. {bounds}" if said else bounds}
+
+    return attributes
+
+
+#: apispec's "or null" beside a $ref in OpenAPI 3.0, which reads as "or any object, or null".
+_ANY_OBJECT_OR_NULL = {"type": "object", "nullable": True}
+
+
+def _null_means_null(_converter: Any, _field: Any, ret: dict[str, Any], **_kw: Any) -> dict:
+    """An apispec attribute function: a nested object that may be null is documented as that
+    object or null (`enum: [null]`), not as any object at all."""
+    any_of = ret.get("anyOf", [])
+    if _ANY_OBJECT_OR_NULL not in any_of:
+        return {}
+    return {"anyOf": [{**s, "enum": [None]} if s == _ANY_OBJECT_OR_NULL else s for s in any_of]}
+
+
 class NoCookieSessions(SessionInterface):
     """Flask's cookie session is never used by this API; skip reading and writing it."""
 
@@ -101,7 +161,12 @@ class IdConverter(IntegerConverter):
     """A database id in a path: 1 to 2^63 - 1 (BIGINT); anything else does not match (404)."""
 
     def __init__(self, url_map: Any) -> None:
-        super().__init__(url_map, min=1, max=2**63 - 1)
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+class CardNumberConverter(UnicodeConverter):
+    """A card number in a path: matched as any segment (the domain answers a mistyped one
+    with 422 invalid_card_number), documented as the `card-number` format."""
 
 
 def _configure_sqlite(engine: Any) -> None:

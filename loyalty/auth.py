@@ -1,33 +1,35 @@
-"""API keys and scopes.
+"""API keys on requests: the Bearer key → its client, and the scope check.
 
-A key is `lk_` + 43 url-safe characters (256 random bits). Only its SHA-256 is stored: with
-that much entropy a slow hash adds nothing, and a lookup stays one indexed query. Clients are cached
-in-process for LOYALTY_API_KEY_CACHE_SECONDS (default 5 s), so a revoked key stops working within
-that time on every app server.
+Keys are made, rotated and revoked in `loyalty.domain.clients` (only their SHA-256 is stored).
+Every request looks its key up in the database: nothing is cached, so a revoked key stops
+working on every app server with the commit that revokes it, and a rotated key's predecessor
+at the end of its grace period.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import threading
-import time
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
-from sqlalchemy import select
+from flask import g, request
+from flask_smorest.utils import load_info_from_docstring
+from sqlalchemy import and_, bindparam, or_, select
 
+from loyalty.domain.clients import generate_key, hash_key
+from loyalty.domain.sql import Fast
 from loyalty.errors import Forbidden, Unauthorized
 from loyalty.extensions import db
 from loyalty.models import SCOPES, ApiClient
+from loyalty.models.types import utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ALL = ("pos", "webshop", "admin", "reports")
+
+__all__ = ["ALL", "Client", "authenticate", "current_client", "generate_key", "hash_key"]
 
 
 @dataclass(frozen=True)
@@ -37,43 +39,28 @@ class Client:
     scopes: frozenset[str]
 
 
-def generate_key() -> str:
-    return "lk_" + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-_cache: dict[str, tuple[float, Client | None]] = {}
-_cache_lock = threading.Lock()
-
-
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+_CLIENT_BY_KEY = Fast(
+    select(ApiClient.id, ApiClient.name, ApiClient.scopes)
+    .where(
+        ApiClient.revoked_at.is_(None),
+        or_(
+            ApiClient.key_hash == bindparam("digest"),
+            and_(
+                ApiClient.previous_key_hash == bindparam("digest"),
+                ApiClient.previous_key_expires_at > bindparam("now"),
+            ),
+        ),
+    )
+    .limit(1)
+)
 
 
 def _lookup(key: str) -> Client | None:
-    digest = hash_key(key)
-    ttl = current_app.config["LOYALTY_API_KEY_CACHE_SECONDS"]
-    now = time.monotonic()
-    if ttl > 0:
-        hit = _cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-    row = db.session.execute(
-        select(ApiClient.id, ApiClient.name, ApiClient.scopes).where(
-            ApiClient.key_hash == digest, ApiClient.revoked_at.is_(None)
-        )
-    ).first()
-    client = Client(row.id, row.name, frozenset(row.scopes)) if row else None
-    if ttl > 0:
-        with _cache_lock:
-            if len(_cache) > 10_000:
-                _cache.clear()
-            _cache[digest] = (now + ttl, client)
-    return client
+    """The active client whose key, or whose replaced key still in its grace period, is `key`.
+
+    One prepared statement per request (`Fast`): every request pays for it, nothing is cached."""
+    row = _CLIENT_BY_KEY.first(db.session.connection(), {"digest": hash_key(key), "now": utcnow()})
+    return Client(row[0], row[1], frozenset(row[2])) if row else None
 
 
 def authenticate(scopes: tuple[str, ...]) -> Client:
@@ -95,7 +82,11 @@ def authenticate(scopes: tuple[str, ...]) -> Client:
 
 
 def require(*scopes: str) -> Callable[[F], F]:
-    """Decorator: the view needs a key with one of `scopes`; puts the client in `g.client`."""
+    """Decorator: the view needs a key with one of `scopes`; puts the client in `g.client`.
+
+    In the OpenAPI document the operation gets the bearer security and its scopes are added
+    to its description (the docstring's, or one given with `@blp.doc`); its 401 and 403
+    responses are documented by `LoyaltyApi`."""
     for scope in scopes:
         assert scope in SCOPES, scope
 
@@ -108,8 +99,11 @@ def require(*scopes: str) -> Callable[[F], F]:
         apidoc = deepcopy(getattr(func, "_apidoc", {}))
         manual = apidoc.setdefault("manual_doc", {})
         manual["security"] = [{"bearerAuth": []}]
+        described = manual.get("description") or load_info_from_docstring(func.__doc__ or "").get(
+            "description", ""
+        )
         note = f"Scopes: {', '.join(scopes)}" + ("" if "admin" in scopes else " (or admin)")
-        manual["description"] = (manual.get("description", "") + "\n\n" + note).strip()
+        manual["description"] = f"{described}\n\n{note}".strip()
         wrapper._apidoc = apidoc  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 

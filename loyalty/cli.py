@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
+from sqlalchemy import literal, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from loyalty import auth
-from loyalty.api import settings
+from loyalty.api import limits, settings
 from loyalty.domain import (
     campaigns,
+    clients,
     idempotency,
     imports,
     ledger,
@@ -27,6 +28,7 @@ from loyalty.domain import (
     vouchers,
 )
 from loyalty.domain.context import Actor
+from loyalty.errors import Conflict, DomainError
 from loyalty.extensions import db, write_transaction
 from loyalty.integrations.stripe import StripeConfig
 from loyalty.jobs import jobs_of
@@ -38,18 +40,10 @@ from loyalty.models.types import utcnow
 loyalty_cli = AppGroup("loyalty", help="Loyalty administration.")
 
 
-def _issue_key(name: str, scopes: list[str]) -> str:
-    """Create the client `name`, or give an existing one a new key (the old one stops working)."""
-    key = auth.generate_key()
-    client = db.session.scalar(select(ApiClient).where(ApiClient.name == name))
-    if client is None:
-        client = ApiClient(name=name)
-        db.session.add(client)
-    client.key_hash = auth.hash_key(key)
-    client.key_prefix = key[:12]
-    client.scopes = sorted(set(scopes))
-    client.revoked_at = None
-    return key
+def _refused(exc: DomainError) -> click.ClickException:
+    """A refusal of the key rules, as the command's error (exit 1); nothing was written."""
+    db.session.rollback()
+    return click.ClickException(exc.detail)
 
 
 @loyalty_cli.command("create-api-key")
@@ -63,41 +57,77 @@ def _issue_key(name: str, scopes: list[str]) -> str:
     help="Repeat for several scopes.",
 )
 def create_api_key(name: str, scopes: tuple[str, ...]) -> None:
-    """Create an API key NAME; the key is printed once, alone on the last line."""
-    if len(name) > 100 or not name.strip():
-        raise click.BadParameter("1 to 100 characters", param_hint="NAME")
-    if db.session.scalar(select(ApiClient.id).where(ApiClient.name == name)) is not None:
-        raise click.ClickException(f"an API client named {name!r} exists; revoke it first")
-    key = _issue_key(name, list(scopes))
-    db.session.commit()
-    click.echo(f"Created API key {name!r} with scopes {', '.join(sorted(set(scopes)))}.")
+    """Create an API client NAME with a new key, printed once, alone on the last line. The name
+    of a revoked client may be used again (for a new client)."""
+    try:
+        issued = clients.create_client(db.session(), name, list(scopes))
+        db.session.commit()
+    except DomainError as exc:
+        raise _refused(exc) from None
+    except IntegrityError:  # a concurrent create-api-key of the same name won
+        raise _refused(Conflict(f"An API client named {name!r} is active.")) from None
+    click.echo(f"Created API key {name!r} with scopes {', '.join(issued.client.scopes)}.")
     click.echo("It is shown only this once; it is stored hashed.")
-    click.echo(key)
+    click.echo(issued.key)
+
+
+@loyalty_cli.command("rotate-api-key")
+@click.argument("name")
+@click.option(
+    "--grace-hours",
+    type=click.IntRange(0, 24 * 90),
+    default=None,
+    help="How long the old key keeps working (default: LOYALTY_API_KEY_GRACE_HOURS, 24); "
+    "0 stops it at once.",
+)
+def rotate_api_key(name: str, grace_hours: int | None) -> None:
+    """Give the API client NAME a new key, printed once, alone on the last line. The old key
+    keeps working for the grace period, so the client can switch over without a failed
+    request; a key replaced before that stops now. The client stays the same (its
+    Idempotency-Keys and external_ids too)."""
+    if grace_hours is None:
+        grace_hours = max(0, int(current_app.config["LOYALTY_API_KEY_GRACE_HOURS"]))
+    try:
+        issued = clients.rotate_key(db.session(), name, timedelta(hours=grace_hours))
+        db.session.commit()
+    except DomainError as exc:
+        raise _refused(exc) from None
+    if issued.previous_until is None:
+        click.echo(f"Rotated {name!r}: the old key stopped working now.")
+    else:
+        click.echo(
+            f"Rotated {name!r}: the old key keeps working until "
+            f"{issued.previous_until:%Y-%m-%d %H:%M} UTC, then only the new one does."
+        )
+    click.echo("It is shown only this once; it is stored hashed.")
+    click.echo(issued.key)
 
 
 @loyalty_cli.command("list-api-keys")
 def list_api_keys() -> None:
-    """List API clients (name, scopes, key prefix, state)."""
-    rows = db.session.scalars(select(ApiClient).order_by(ApiClient.name)).all()
+    """List API clients (name, scopes, key prefix, state), revoked ones too."""
+    rows = db.session.scalars(select(ApiClient).order_by(ApiClient.name, ApiClient.id)).all()
     if not rows:
         click.echo("No API keys.")
+    now = utcnow()
     for c in rows:
         state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "active"
+        if not c.revoked_at and c.previous_key_expires_at and c.previous_key_expires_at > now:
+            state += f", old key until {c.previous_key_expires_at:%Y-%m-%d %H:%M} UTC"
         click.echo(f"{c.name}\t{','.join(c.scopes)}\t{c.key_prefix}…\t{state}")
 
 
 @loyalty_cli.command("revoke-api-key")
 @click.argument("name")
 def revoke_api_key(name: str) -> None:
-    """Revoke the API key NAME (within LOYALTY_API_KEY_CACHE_SECONDS on every server)."""
-    client = db.session.scalar(select(ApiClient).where(ApiClient.name == name))
-    if client is None:
-        raise click.ClickException(f"no API client named {name!r}")
-    if client.revoked_at is None:
-        client.revoked_at = utcnow()
-    db.session.commit()
-    auth.clear_cache()
-    click.echo(f"Revoked {name!r}.")
+    """Revoke the API client NAME: its key (and an old one still in its grace period) stops
+    working at once, on every server. The name may then be given to a new client."""
+    try:
+        revoked = clients.revoke(db.session(), name)
+        db.session.commit()
+    except DomainError as exc:
+        raise _refused(exc) from None
+    click.echo(f"Revoked {name!r}." if revoked else f"{name!r} was revoked already.")
 
 
 # E-mails and phone chosen not to collide with what a newcomer types first (ann@example.com);
@@ -129,30 +159,76 @@ DEMO_REWARDS: list[dict[str, Any]] = [
 
 
 @loyalty_cli.command("seed-demo")
-def seed_demo() -> None:
-    """A demo programme and members (once), and fresh demo keys (every time) printed here."""
-    program.ensure_program(db.session())
-    seeded = db.session.scalar(select(Member.id).where(Member.external_ref == "demo-1"))
-    if seeded is None:
-        for data, points in zip(DEMO_MEMBERS, DEMO_POINTS, strict=True):
-            member = members.enrol(db.session(), dict(data), settings=settings(), actor=Actor.cli())
-            purchases.adjust(db.session(), member.id, points, "demo points", actor=Actor.cli())
-        for reward in DEMO_REWARDS:
-            rewards.create_reward(db.session(), dict(reward), actor=Actor.cli())
+@click.option(
+    "--url",
+    "base_url",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="Where the server answers (make run passes its own), for the address printed.",
+)
+def seed_demo(base_url: str) -> None:
+    """Load the demo programme (members with points, rewards) and two demo API keys, printed
+    here, into a database that holds nothing yet. A database in use is left as it is: nothing
+    is added, and no key is issued, changed or restored."""
+    docs = f"{base_url.rstrip('/')}/api/v1/docs"
+    token = write_transaction.set(True)  # SQLite: the check and the writes under one lock
+    try:
+        keys = _load_demo()
+    finally:
+        write_transaction.reset(token)
+    if keys is None:
         click.echo(
-            f"Demo programme, {len(DEMO_MEMBERS)} members with points and "
-            f"{len(DEMO_REWARDS)} rewards created."
+            "The database holds data: the demo was not loaded, and API keys are as they were."
         )
-    else:
-        click.echo("Demo data already present; issuing fresh demo keys.")
-    admin_key = _issue_key("demo-admin", ["admin"])
-    pos_key = _issue_key("demo-pos", ["pos"])
-    db.session.commit()
+        click.echo("  a key: flask --app wsgi loyalty create-api-key NAME --scope admin")
+        click.echo("  a new key for a client: flask --app wsgi loyalty rotate-api-key NAME")
+        click.echo(f"API docs: {docs}")
+        return
+    click.echo(
+        f"Demo programme, {len(DEMO_MEMBERS)} members with points and "
+        f"{len(DEMO_REWARDS)} rewards created."
+    )
     for m in db.session.scalars(select(Member).where(Member.external_ref.like("demo-%"))):
         click.echo(f"  member {m.id}: {m.name or '(erased)'}, card {m.card_number}")
-    click.echo(f"demo-pos key (till):  {pos_key}")
-    click.echo("Open http://127.0.0.1:5000/api/v1/docs and authorise with the admin key:")
-    click.echo(f"demo-admin key: {admin_key}")
+    click.echo(f"demo-pos key (till):  {keys['demo-pos']}")
+    click.echo(f"Open {docs} and authorise with the admin key:")
+    click.echo(f"demo-admin key: {keys['demo-admin']}")
+
+
+def _database_in_use(session: Session) -> bool:
+    """Whether any table but the programme's holds a row (a key, revoked or not, included)."""
+    return any(
+        session.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
+        for table in db.metadata.sorted_tables
+        if table.name != "program"
+    )
+
+
+def _load_demo() -> dict[str, str] | None:
+    """The demo data and keys, committed; their keys by client name. None, with nothing
+    written, when the database is in use (or another seed-demo loaded it meanwhile)."""
+    session = db.session()
+    try:
+        if _database_in_use(session):
+            session.rollback()
+            return None
+        program.ensure_program(session)
+        for data, points in zip(DEMO_MEMBERS, DEMO_POINTS, strict=True):
+            member = members.enrol(session, dict(data), settings=settings(), actor=Actor.cli())
+            purchases.adjust(
+                session, member.id, points, "demo points", actor=Actor.cli(), limits=limits()
+            )
+        for reward in DEMO_REWARDS:
+            rewards.create_reward(session, dict(reward), actor=Actor.cli())
+        keys = {
+            name: clients.create_client(session, name, [scope]).key
+            for name, scope in (("demo-admin", "admin"), ("demo-pos", "pos"))
+        }
+        session.commit()
+    except (IntegrityError, Conflict):  # a concurrent seed-demo loaded it first
+        session.rollback()
+        return None
+    return keys
 
 
 @loyalty_cli.command("prune-idempotency")
@@ -244,10 +320,24 @@ def worker(threads: int | None) -> None:
     jobs.consumer(threads or current_app.config["LOYALTY_WORKER_THREADS"]).run()
 
 
+def _encoding_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return imports.codec_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @loyalty_cli.command("import-purchases")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig", lazy=False))
+@click.argument("file", type=click.File("rb", lazy=False))
 @click.option("--no-earn", is_flag=True, help="Record the purchases without earning points.")
-@click.option("--check", "check_only", is_flag=True, help="Check every row; write nothing.")
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Check every row and count what an import would do; write nothing.",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1_000_000),
@@ -255,28 +345,58 @@ def worker(threads: int | None) -> None:
     show_default=True,
     help="Rows per transaction; a batch with a bad row is not written at all.",
 )
-def import_purchases(file: Any, no_earn: bool, check_only: bool, batch_size: int) -> None:
+@click.option(
+    "--delimiter",
+    type=click.Choice([",", ";", "tab"]),
+    default=None,
+    help="Between columns. Default: the one with which the header names the columns.",
+)
+@click.option(
+    "--decimal-comma",
+    is_flag=True,
+    help="Amounts like 1.234,50 (a decimal comma; '.' only between thousands).",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    callback=_encoding_option,
+    help="E.g. cp1252, latin-1. Default: UTF-8 (with or without a byte-order mark); a file "
+    "that is not valid UTF-8 is read as Windows-1252.",
+)
+def import_purchases(file: Any, **options: Any) -> None:
     """Import purchase history from a CSV FILE (header row; columns customer_ref, external_id,
-    occurred_at, amount, and optional currency, store_id). Idempotent on external_id: running
-    it again imports nothing twice. Exits 1 when a row is bad (its line is reported)."""
-    size = os.fstat(file.fileno()).st_size if hasattr(file, "fileno") else 0
-    lines = _CountedLines(file)
-    token = write_transaction.set(True)  # SQLite: each batch holds the write lock
+    occurred_at, amount, and optional currency, store_id), separated by ',', ';' or tabs.
+    Idempotent on external_id: running it again imports nothing twice. Exits 1 when a row is
+    bad (its line is reported) or the file cannot be read (the line where it cannot)."""
+    check_only = options["check_only"]
+    delimiter = "\t" if options["delimiter"] == "tab" else options["delimiter"]
+    data = imports.seekable(file)
+    label = "Checking" if check_only else "Importing"
+    token = write_transaction.set(not check_only)  # SQLite: each batch holds the write lock
     try:
-        with click.progressbar(length=max(size, 1), label="Importing") as bar:
+        encoding = imports.detect(data, options["encoding"])
+        click.echo(f"Encoding: {encoding}.")
+        size = imports.size(data)
+        with (
+            imports.text(data, encoding) as text,
+            click.progressbar(length=max(size, 1), label=label) as bar,
+        ):
+            lines = _CountedLines(text)
             result = run_import(
                 db.session(),
                 lines,
-                earn=not no_earn,
+                earn=not options["no_earn"],
                 check_only=check_only,
-                batch_rows=batch_size,
+                batch_rows=options["batch_size"],
                 progress=lambda: bar.update(min(lines.consumed, size) - bar.pos),
+                delimiter=delimiter,
+                decimal_comma=options["decimal_comma"],
             )
-    except imports.HeaderError as exc:
+    except imports.ImportFileError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         write_transaction.reset(token)
-    _report_import(result, check_only)
+    _report_import(result, check_only, options["decimal_comma"])
 
 
 class _CountedLines:
@@ -301,24 +421,29 @@ def run_import(
     check_only: bool = False,
     batch_rows: int = imports.BATCH_ROWS,
     progress: Callable[[], None] | None = None,
+    delimiter: str | None = None,
+    decimal_comma: bool = False,
 ) -> imports.ImportResult:
-    """Read and check an import file and, unless `check_only`, write each good batch in a
-    transaction of its own, begun and committed here (a failed write rolls its batch back and is
-    raised). On PostgreSQL a thread writes batch N while this one reads and checks N + 1.
-    Raises imports.HeaderError."""
+    """Read and check an import file (text lines; `delimiter` None: the header's) and, unless
+    `check_only`, write each good batch in a transaction of its own, begun and committed here (a
+    failed write rolls its batch back and is raised). On PostgreSQL a thread writes batch N
+    while this one reads and checks N + 1. `check_only`: count what would be written, reading
+    only. Raises imports.HeaderError."""
     result = imports.ImportResult()
     now = utcnow()
     try:
         rates = imports.ProgramRates.of(program.get_program(session))
-        rows = imports.CsvRows(lines)
+        rows = imports.CsvRows(lines, delimiter)
         result.ignored_columns = rows.ignored_columns
-        parser = imports.RowParser(rates, earn=earn, now=now)
+        result.delimiter, result.delimiter_detected = rows.delimiter, rows.delimiter_detected
+        parser = _row_parser(rates, earn=earn, now=now, decimal_comma=decimal_comma)
         threaded = not check_only and session.get_bind().dialect.name == "postgresql"
         checked = imports.batches(rows, parser, result, batch_rows, offer_gil=threaded)
         batches = _with_progress(checked, progress)
         if check_only:
-            for _ in batches:
-                pass
+            preview = imports.prepare_check(session)
+            for batch in batches:
+                result.add(imports.check_batch(session, batch, preview))
             session.rollback()
             return result
         target = imports.prepare(session, currency=rates.currency, now=now)
@@ -341,6 +466,22 @@ def run_import(
     return result
 
 
+def _row_parser(
+    rates: imports.ProgramRates, *, earn: bool, now: datetime, decimal_comma: bool
+) -> imports.RowParser:
+    """The import's row parser, with the limits a live purchase has: the ceiling on its amount
+    and the programme's dates."""
+    config = current_app.config
+    return imports.RowParser(
+        rates,
+        earn=earn,
+        now=now,
+        decimal_comma=decimal_comma,
+        limits=limits(),
+        days=(config["LOYALTY_MIN_DATE"], config["LOYALTY_MAX_DATE"]),
+    )
+
+
 def _with_progress(
     batches: Iterable[list[imports.Row]], progress: Callable[[], None] | None
 ) -> Iterator[list[imports.Row]]:
@@ -352,16 +493,27 @@ def _with_progress(
         progress()
 
 
-def _report_import(result: imports.ImportResult, check_only: bool) -> None:
+def _report_import(result: imports.ImportResult, check_only: bool, decimal_comma: bool) -> None:
     """The summary, and every reported error. Exits 1 when a row was bad."""
     if result.ignored_columns:
         click.echo(f"Ignored columns: {', '.join(result.ignored_columns)}")
-    verb = "checked" if check_only else "read"
-    click.echo(
-        f"{result.rows} rows {verb}: {result.imported} purchases imported, {result.duplicates} "
-        f"already there, {result.members_created} members created, "
-        f"{result.points_earned} points earned."
-    )
+    separator = "tabs" if result.delimiter == "\t" else f"{result.delimiter!r}"
+    found = "as the header shows" if result.delimiter_detected else "as given"
+    point = "comma" if decimal_comma else "point"
+    click.echo(f"Columns separated by {separator} ({found}); amounts with a decimal {point}.")
+    if check_only:
+        click.echo(
+            f"{result.rows} rows checked, nothing written: {result.imported} purchases would be "
+            f"imported, {result.duplicates} are already there, {result.members_created} members "
+            f"would be created, {result.points_earned} points would be earned; "
+            f"{result.error_count} error(s)."
+        )
+    else:
+        click.echo(
+            f"{result.rows} rows read: {result.imported} purchases imported, "
+            f"{result.duplicates} already there, {result.members_created} members created, "
+            f"{result.points_earned} points earned."
+        )
     if result.ok:
         return
     for error in result.errors:
@@ -371,11 +523,12 @@ def _report_import(result: imports.ImportResult, check_only: bool) -> None:
     verb = "would not be" if check_only else "were not"
     for first, last in result.failed_batches:
         click.echo(f"Lines {first}-{last} {verb} imported (a bad row in the batch).", err=True)
-    click.echo(
-        f"{result.error_count} error(s). Fix the lines and run the same command again: "
-        "what was imported is not imported twice.",
-        err=True,
+    then = (
+        "then import the file (without --check)."
+        if check_only
+        else "run the same command again: what was imported is not imported twice."
     )
+    click.echo(f"{result.error_count} error(s). Fix the lines and {then}", err=True)
     raise SystemExit(1)
 
 

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import fields
+from datetime import date
 from pathlib import Path
 from typing import Any
+
+from loyalty.domain.cards import parse_prefixes
+from loyalty.domain.context import Limits
 
 
 def _database_url(instance_path: str) -> str:
@@ -51,9 +56,46 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _limit_settings() -> dict[str, int]:
+    """The ceilings on the liability one request may add (domain.context.Limits: above one, 422
+    limit_exceeded), each from its LOYALTY_MAX_* variable, else the default there:
+    LOYALTY_MAX_PURCHASE_AMOUNT (minor units), LOYALTY_MAX_ADJUSTMENT_POINTS,
+    LOYALTY_MAX_GOODWILL_AMOUNT (minor units), LOYALTY_MAX_GOODWILL_PERCENT."""
+    defaults = Limits()
+    return {
+        Limits.setting(f.name): _int(Limits.setting(f.name), getattr(defaults, f.name))
+        for f in fields(Limits)
+    }
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw not in (None, "") else default
+
+
+#: Configured date bounds must leave room for the metrics' arithmetic (a period before the
+#: queried one, a month after it) inside what a date can hold.
+_DATE_LIMITS = (date(1900, 1, 1), date(9000, 12, 31))
+
+
+def _date_bounds() -> tuple[date, date]:
+    """LOYALTY_MIN_DATE, LOYALTY_MAX_DATE (YYYY-MM-DD): the days a programme's dates may fall
+    on (purchases, returns, reward windows, metrics queries). Checked here, at start-up."""
+    first = date.fromisoformat(os.environ.get("LOYALTY_MIN_DATE") or "2000-01-01")
+    last = date.fromisoformat(os.environ.get("LOYALTY_MAX_DATE") or "2100-12-31")
+    if not _DATE_LIMITS[0] <= first < last <= _DATE_LIMITS[1]:
+        raise ValueError(
+            "LOYALTY_MIN_DATE must come before LOYALTY_MAX_DATE, both from "
+            f"{_DATE_LIMITS[0]} to {_DATE_LIMITS[1]}."
+        )
+    return first, last
+
+
+def _swagger_ui_dir() -> str:
+    """The Swagger UI files /api/v1/docs serves: the pinned npm package swagger-ui-dist, which
+    `make install` (make node) puts in node_modules/; or LOYALTY_SWAGGER_UI_DIR."""
+    default = Path(__file__).resolve().parent.parent / "node_modules" / "swagger-ui-dist"
+    return os.environ.get("LOYALTY_SWAGGER_UI_DIR") or str(default)
 
 
 class Config:
@@ -77,16 +119,23 @@ class Config:
         self.OPENAPI_URL_PREFIX = "/api/v1"
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "docs"
-        self.OPENAPI_SWAGGER_UI_URL = os.environ.get(
-            "LOYALTY_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
-        )
+        self.LOYALTY_SWAGGER_UI_DIR = _swagger_ui_dir()
 
         # Loyalty's own settings
         self.LOYALTY_CARD_PREFIX = os.environ.get("LOYALTY_CARD_PREFIX", "990")
         self.LOYALTY_CARD_LENGTH = _int("LOYALTY_CARD_LENGTH", 16)
+        # pre-printed cards given to enrol or issue with: numbers starting with one of these
+        # (comma-separated); unset: LOYALTY_CARD_PREFIX only. Checked here, at start-up.
+        self.LOYALTY_CARD_PREFIXES = os.environ.get("LOYALTY_CARD_PREFIXES") or None
+        parse_prefixes(self.LOYALTY_CARD_PREFIXES, self.LOYALTY_CARD_PREFIX)
         self.LOYALTY_PHONE_REGION = os.environ.get("LOYALTY_PHONE_REGION") or None
         self.LOYALTY_IDEMPOTENCY_TTL_HOURS = _int("LOYALTY_IDEMPOTENCY_TTL_HOURS", 48)
-        self.LOYALTY_API_KEY_CACHE_SECONDS = _int("LOYALTY_API_KEY_CACHE_SECONDS", 5)
+        self.LOYALTY_API_KEY_GRACE_HOURS = _int("LOYALTY_API_KEY_GRACE_HOURS", 24)  # rotation
+        # the dates a programme can hold; a date or time outside them is refused (422)
+        self.LOYALTY_MIN_DATE, self.LOYALTY_MAX_DATE = _date_bounds()
+        # LOYALTY_MAX_PURCHASE_AMOUNT, _ADJUSTMENT_POINTS, _GOODWILL_AMOUNT, _GOODWILL_PERCENT
+        for name, value in _limit_settings().items():
+            setattr(self, name, value)
 
         # Stripe: off unless STRIPE_API_KEY is set; STRIPE_API_BASE points tests at localstripe.
         self.STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY") or None

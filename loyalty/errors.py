@@ -46,6 +46,10 @@ class InvalidSignature(BadRequest):
     code, title = "invalid_signature", "The Stripe-Signature header does not verify"
 
 
+class InvalidJSON(BadRequest):
+    code, title = "invalid_json", "The body is not valid JSON"
+
+
 # 401, 403 -------------------------------------------------------------------------------------
 class Unauthorized(DomainError):
     status, code, title = 401, "unauthorized", "Missing or unknown API key"
@@ -117,6 +121,11 @@ class IdempotencyKeyInFlight(Conflict):
     code, title = "idempotency_key_in_flight", "A request with this Idempotency-Key is in progress"
 
 
+# 415 ------------------------------------------------------------------------------------------
+class UnsupportedMediaType(DomainError):
+    status, code, title = 415, "unsupported_media_type", "Send the body as application/json"
+
+
 # 422 ------------------------------------------------------------------------------------------
 class ValidationFailed(DomainError):
     status, code, title = 422, "validation_error", "The request is not valid"
@@ -124,6 +133,13 @@ class ValidationFailed(DomainError):
 
 class InvalidCardNumber(DomainError):
     code, title = "invalid_card_number", "Not a valid card number (check digit)"
+
+
+class CardNumberOutOfRange(DomainError):
+    code, title = (
+        "card_number_out_of_range",
+        "This number is not in the programme's card ranges (LOYALTY_CARD_PREFIXES)",
+    )
 
 
 class CardBlocked(DomainError):
@@ -139,7 +155,15 @@ class InsufficientPoints(DomainError):
 
 
 class ReturnExceedsPurchase(DomainError):
-    code, title = "return_exceeds_purchase", "The returns would exceed the purchase amount"
+    code, title = "return_exceeds_purchase", "The returns would exceed the purchase"
+
+
+class ReturnBeforePurchase(DomainError):
+    code, title = "return_before_purchase", "A return cannot be dated before its purchase"
+
+
+class SkuNotInPurchase(DomainError):
+    code, title = "sku_not_in_purchase", "The purchase has no line with this sku"
 
 
 class RewardUnavailable(DomainError):
@@ -184,6 +208,10 @@ class FeedbackTokenExpired(DomainError):
 
 class MemberMismatch(DomainError):
     code, title = "member_mismatch", "card_number and member_id name different members"
+
+
+class LimitExceeded(DomainError):
+    code, title = "limit_exceeded", "Above a configured limit"
 
 
 # constraints -----------------------------------------------------------------------------------

@@ -188,6 +188,45 @@ pm.test("programme fields", () => {
 pm.test("changed", () => pm.expect(pm.response.json().name).to.eql("Demo shop"));""",
     ),
     request(
+        "put programme: a tier table",
+        "PUT",
+        "/api/v1/program",
+        key="admin_key",
+        body={
+            "tiers": [
+                {"name": "Silver", "qualifying_spend": 0, "multiplier": 1},
+                {
+                    "name": "Gold",
+                    "qualifying_spend": 50000,
+                    "multiplier": 1.5,
+                    "benefits": ["free delivery"],
+                },
+            ]
+        },
+        tests=status(200)
+        + """
+const t = pm.response.json().tiers;
+pm.test("stored as sent, benefits defaulted", () => {
+  pm.expect(t.map(x => [x.name, x.qualifying_spend, x.multiplier])).to.eql([["Silver", 0, 1], ["Gold", 50000, 1.5]]);
+  pm.expect(t[0].benefits).to.eql([]);
+});""",
+    ),
+    request(
+        "put programme: what GET gave, sent back",
+        "PUT",
+        "/api/v1/program",
+        key="admin_key",
+        prerequest="""
+pm.sendRequest({
+  url: pm.variables.get("base_url") + "/api/v1/program",
+  header: {Authorization: "Bearer " + pm.variables.get("admin_key")},
+}, (err, res) => pm.variables.set("program_body", JSON.stringify(res.json())));""",
+        raw="{{program_body}}",
+        tests=status(200)
+        + """
+pm.test("taken back unchanged", () => pm.expect(pm.response.json()).to.eql(JSON.parse(pm.variables.get("program_body"))));""",
+    ),
+    request(
         "put programme: bad values → 422",
         "PUT",
         "/api/v1/program",
@@ -214,7 +253,10 @@ pm.test("member with a valid card and zero balance", () => {
   pm.expect(luhnValid(m.card_number)).to.be.true;
   pm.expect(m.cards).to.eql([{card_number: m.card_number, status: "active"}]);
   pm.expect(m.balance).to.eql({points: 0, held: 0, available: 0});
-  pm.expect(m.email).to.eql("ann." + pm.collectionVariables.get("run") + "@example.com");
+  pm.expect(m.vouchers_issued).to.eql([]);
+});
+pm.test("a till reads no contact data (admin only)", () => {
+  pm.expect(m).to.not.have.any.keys("email", "phone", "marketing_consent", "external_ref");
 });
 pm.collectionVariables.set("member_id", m.id);
 pm.collectionVariables.set("card_number", m.card_number);
@@ -315,7 +357,12 @@ pm.test("same member", () => pm.expect(pm.response.json().card_number).to.eql(pm
         "quote a basket (till)",
         "POST",
         "/api/v1/checkout/quote",
-        body={"card_number": "{{card_number}}", "amount": 2599, "currency": "{{currency}}"},
+        body={
+            "card_number": "{{card_number}}",
+            "amount": 2599,
+            "currency": "{{currency}}",
+            "voucher_codes": ["ABCD-EFGH-JK"],
+        },
         tests=status(200)
         + """
 const q = pm.response.json();
@@ -323,7 +370,12 @@ const expected = Math.floor(2599 / Math.pow(10, Number(pm.collectionVariables.ge
 pm.collectionVariables.set("expected_points", expected);
 pm.test("earns floor(amount × rate)", () => pm.expect(q.points_earned).to.eql(expected));
 pm.test("no side effects", () => pm.expect(q.balance.points).to.eql(0));
-pm.test("balance after", () => pm.expect(q.balance_after.points).to.eql(expected));""",
+pm.test("balance after", () => pm.expect(q.balance_after.points).to.eql(expected));
+pm.test("each voucher code answered as redeem would", () => {
+  pm.expect(q.vouchers.length).to.eql(1);
+  pm.expect(q.vouchers[0].applicable).to.be.false;
+  pm.expect(q.vouchers[0].refusal.code).to.eql("not_found");
+});""",
     ),
     request(
         "purchase",
@@ -471,6 +523,21 @@ pm.test("balance after the return", () => pm.expect(r.balance.points).to.eql(exp
         tests=status(422) + PROBLEM + code("return_exceeds_purchase"),
     ),
     request(
+        "return a sku the purchase did not have → 422",
+        "POST",
+        "/api/v1/purchases/{{purchase_id}}/returns",
+        body={
+            "external_id": "return-{{run}}-4",
+            "amount": 1,
+            "lines": [{"sku": "NOT-SOLD", "quantity": 1}],
+        },
+        tests=status(422)
+        + PROBLEM
+        + code("sku_not_in_purchase")
+        + """
+pm.test("the line named", () => pm.expect(pm.response.json().errors).to.have.key("lines.0.sku"));""",
+    ),
+    request(
         "return of an unknown purchase → 404",
         "POST",
         "/api/v1/purchases/999999999/returns",
@@ -549,8 +616,16 @@ pm.test("an adjust entry", () => {
         "POST",
         "/api/v1/members/{{member_id}}/adjustments",
         key="admin_key",
-        body={"points": -1000000, "reason": "typo"},
+        body={"points": -99999, "reason": "typo"},
         tests=status(422) + code("insufficient_points"),
+    ),
+    request(
+        "adjustment above the ceiling → 422",
+        "POST",
+        "/api/v1/members/{{member_id}}/adjustments",
+        key="admin_key",
+        body={"points": -1000000, "reason": "typo"},
+        tests=status(422) + code("limit_exceeded"),
     ),
     request(
         "adjustment with a pos key → 403",
@@ -689,9 +764,16 @@ pm.test("released, points available", () => {
         "get a redemption",
         "GET",
         "/api/v1/redemptions/{{redemption_2}}",
+        key="webshop_key",
         tests=status(200)
         + """
 pm.test("released", () => pm.expect(pm.response.json().status).to.eql("released"));""",
+    ),
+    request(
+        "another client's redemption → 404",
+        "POST",
+        "/api/v1/redemptions/{{redemption_2}}/cancel",
+        tests=status(404) + PROBLEM + code("not_found"),
     ),
     request(
         "redeem instantly at the till",
@@ -1091,16 +1173,17 @@ pm.test("first active card is the new one", () =>
         tests=status(204),
     ),
     request(
-        "erased member keeps card and balance",
+        "erased member keeps the balance, the card is blocked",
         "GET",
         "/api/v1/members/{{member_id}}",
+        key="admin_key",
         tests=status(200)
         + """
 pm.test("personal data gone", () => {
   const m = pm.response.json();
   pm.expect([m.name, m.email, m.phone]).to.eql([null, null, null]);
   pm.expect(m.erased_at).to.be.a("string");
-  pm.expect(m.card_number).to.eql(pm.collectionVariables.get("second_card"));
+  pm.expect(m.card_number).to.eql(null);
 });""",
     ),
 ]

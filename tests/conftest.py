@@ -24,7 +24,6 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
-from loyalty import auth
 from loyalty.app import create_app
 from loyalty.domain.context import Actor
 from loyalty.domain.program import ensure_program
@@ -100,7 +99,6 @@ def app(database_url: str) -> Iterator[Flask]:
             "TESTING": True,
             "SQLALCHEMY_DATABASE_URI": database_url,
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-            "LOYALTY_API_KEY_CACHE_SECONDS": 0,
             # jobs run at once where they are enqueued; tests/jobs/ run them through a queue
             "LOYALTY_JOBS_IMMEDIATE": True,
         }
@@ -122,7 +120,6 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
     if "app" not in request.fixturenames:
         return
     app: Flask = request.getfixturevalue("app")
-    auth.clear_cache()
     with app.app_context():
         tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in TABLES_TO_KEEP]
         if db.engine.dialect.name == "postgresql":

@@ -4,8 +4,12 @@ fixtures of conftest.py, never from one another."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
+import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -104,3 +108,33 @@ def verify_ledger(runner: FlaskCliRunner) -> None:
     out = runner.invoke(args=["loyalty", "verify-ledger"])
     assert out.exit_code == 0, out.output
     assert "OK" in out.output
+
+
+def post_stripe_event(
+    client: FlaskClient, secret: str, event_type: str, obj: dict[str, Any]
+) -> Any:
+    """POST /stripe/webhook with an event around `obj` (id `evt_` + its id), signed with
+    `secret` the way Stripe signs (t=…,v1=HMAC-SHA256 of "t.payload")."""
+    now = int(time.time())
+    event = {"id": f"evt_{obj['id']}", "type": event_type, "created": now, "data": {"object": obj}}
+    payload = json.dumps(event).encode()
+    mac = hmac.new(secret.encode(), f"{now}.".encode() + payload, hashlib.sha256).hexdigest()
+    return client.post(
+        "/api/v1/stripe/webhook",
+        data=payload,
+        content_type="application/json",
+        headers={"Stripe-Signature": f"t={now},v1={mac}"},
+    )
+
+
+def stripe_payment_intent(payment_intent: str, member_id: int, amount: int) -> dict[str, Any]:
+    """A succeeded PaymentIntent in euros whose metadata names the member."""
+    return {
+        "id": payment_intent,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_received": amount,
+        "currency": "eur",
+        "created": int(time.time()),
+        "metadata": {"loyalty_member_id": str(member_id)},
+    }

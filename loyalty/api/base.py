@@ -6,9 +6,14 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
+from loyalty.api.body import BodyParser
+
 
 class LoyaltyBlueprint(Blueprint):
-    """Pagination metadata in `X-Pagination` (flask-smorest's) and `X-Total-Count`."""
+    """Bodies read by `BodyParser` (strict JSON, 415 for another Content-Type); pagination
+    metadata in `X-Pagination` (flask-smorest's) and `X-Total-Count`."""
+
+    ARGUMENTS_PARSER = BodyParser()
 
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 20, "max_page_size": 100}
 

@@ -17,7 +17,7 @@ from loyalty.schemas.members import CardBlockSchema, CardSchema
 blp = LoyaltyBlueprint("cards", __name__, description="Card lookup and blocking")
 
 
-@blp.route("/cards/<string:card_number>")
+@blp.route("/cards/<card:card_number>")
 class CardByNumber(MethodView):
     @auth.require("pos", "webshop", "admin")
     @blp.response(200, CardSchema)
@@ -28,7 +28,7 @@ class CardByNumber(MethodView):
         return card
 
 
-@blp.route("/cards/<string:card_number>/block")
+@blp.route("/cards/<card:card_number>/block")
 class CardBlock(MethodView):
     @auth.require("admin")
     @transactional(idempotent=True)

@@ -7,15 +7,19 @@ from typing import Any
 from flask.views import MethodView
 
 from loyalty import auth
-from loyalty.api import actor, settings
+from loyalty.api import actor, limits, settings
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import apply_due_expiries, transactional
 from loyalty.domain import members, purchases, segments
+from loyalty.domain.views import Redacted
 from loyalty.extensions import db
+from loyalty.models import Member
 from loyalty.models.types import utcnow
 from loyalty.schemas.members import (
+    ADMIN_ONLY_FIELDS,
     CardIssueSchema,
     CardSchema,
+    EnrolledMemberSchema,
     MemberCreateSchema,
     MemberDetailSchema,
     MemberSchema,
@@ -25,6 +29,13 @@ from loyalty.schemas.members import (
 from loyalty.schemas.purchases import AdjustmentResultSchema, AdjustmentSchema, LedgerEntrySchema
 
 blp = LoyaltyBlueprint("members", __name__, description="Members and their cards")
+
+
+def _as_caller_may_read(member: Member, **extra: Any) -> Redacted:
+    """The member with `extra` beside it; without the admin-only fields (contact data and
+    consent) unless the key is admin: pos and webshop read the card lookup's view of a member."""
+    hidden = () if "admin" in auth.current_client().scopes else ADMIN_ONLY_FIELDS
+    return Redacted(member, hidden, **extra)
 
 
 @blp.route("/members")
@@ -45,10 +56,16 @@ class Members(MethodView):
     @auth.require("pos", "webshop", "admin")
     @transactional(idempotent=True)
     @blp.arguments(MemberCreateSchema(), required=False)
-    @blp.response(201, MemberSchema)
+    @blp.response(201, EnrolledMemberSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        """Enrol a customer: a member with a first card (a new one, or the pre-printed one given)"""
-        return members.enrol(db.session(), data or {}, settings=settings(), actor=actor())
+        """Enrol a customer: a member with a first card (a new one, or the pre-printed one given)
+        and the welcome voucher, if the programme gives one"""
+        member, welcome = members.enrol_member(
+            db.session(), data or {}, settings=settings(), actor=actor()
+        )
+        return _as_caller_may_read(
+            member, vouchers_issued=[welcome.issued_summary] if welcome else []
+        )
 
 
 @blp.route("/members/<id:member_id>")
@@ -59,10 +76,8 @@ class MemberById(MethodView):
         """A member, their cards, balance and segment (as of today)"""
         apply_due_expiries(member_id)
         member = members.get_member(db.session(), member_id)
-        member.segment = segments.segment_of(  # type: ignore[misc]
-            db.session(), member.id, utcnow().date()
-        )
-        return member
+        segment = segments.segment_of(db.session(), member.id, utcnow().date())
+        return _as_caller_may_read(member, segment=segment)
 
     @auth.require("admin")
     @transactional()
@@ -106,7 +121,7 @@ class MemberAdjustments(MethodView):
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """Correct points (±) with a reason; audit-logged with the key's name"""
         return purchases.adjust(
-            db.session(), member_id, data["points"], data["reason"], actor=actor()
+            db.session(), member_id, data["points"], data["reason"], actor=actor(), limits=limits()
         )
 
 

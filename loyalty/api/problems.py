@@ -1,7 +1,8 @@
 """The HTTP side of the error table: every error a client sees as `application/problem+json`.
 
 Domain errors (`loyalty/errors.py`) carry their status, code and title; werkzeug's HTTP errors
-(unknown route, bad JSON, body too large, schema validation) are mapped by status here. A body
+(unknown route, body too large, schema validation) are mapped by status here; a body that
+is not JSON we read is refused by `body.py` with the DomainError `InvalidJSON`. A body
 rejected item of `/purchases/batch` carries the same shape (`problem_body`).
 """
 
@@ -110,9 +111,6 @@ def http_error_response(exc: HTTPException) -> Response:
     messages = data.get("messages") if isinstance(data, Mapping) else None
     if messages:
         errors = flatten_messages(messages)
-        if status == 400 and any("Invalid JSON" in m for ms in errors.values() for m in ms):
-            code, title = "invalid_json", "The body is not valid JSON"
-            errors = {"_body": ["Invalid JSON body."]}
         detail = "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
     headers = {}
     if status == 405 and exc.get_response().headers.get("Allow"):
@@ -120,6 +118,15 @@ def http_error_response(exc: HTTPException) -> Response:
     return problem(problem_body(status, code, title, detail or None, errors), headers)
 
 
+INTERNAL_ERROR = ("internal_error", "Internal server error")
+
+
+def http_codes() -> dict[int, tuple[str, str]]:
+    """The (code, title) this module gives by status, beside the DomainError table's (the
+    OpenAPI document lists both: `loyalty.extensions.error_codes`)."""
+    return {**_HTTP_CODES, 500: INTERNAL_ERROR}
+
+
 def internal_error_response(exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
-    return problem(problem_body(500, "internal_error", "Internal server error"))
+    return problem(problem_body(500, *INTERNAL_ERROR))

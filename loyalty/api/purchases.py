@@ -9,7 +9,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from loyalty import auth
-from loyalty.api import actor
+from loyalty.api import actor, limits
 from loyalty.api.base import LoyaltyBlueprint
 from loyalty.api.problems import domain_problem, flatten_messages, problem_body
 from loyalty.api.uow import (
@@ -19,7 +19,8 @@ from loyalty.api.uow import (
     transactional,
     unit_of_work,
 )
-from loyalty.domain import feedback, purchases
+from loyalty.domain import checkout, feedback, purchases
+from loyalty.domain.context import Limits
 from loyalty.errors import DomainError
 from loyalty.extensions import db
 from loyalty.schemas.purchases import (
@@ -50,7 +51,9 @@ class Purchases(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Record a sale and earn its points (a repeated external_id returns the first, 200;
         the same external_id with other fields is refused, 409 external_id_conflict)"""
-        receipt, created = purchases.record_purchase(db.session(), data, actor=actor())
+        receipt, created = purchases.record_purchase(
+            db.session(), data, actor=actor(), limits=limits()
+        )
         return receipt, 201 if created else 200
 
 
@@ -70,12 +73,13 @@ def _batch(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Each purchase in its own transaction, in order. Their COMMITs do not wait for the disk
     one by one: one flush before the answer makes them all durable (a crash before it loses
     only purchases no answer was given for; the till sends them again, by external_id)."""
-    results = [_batch_item(item) for item in items]
+    ceilings = limits()
+    results = [_batch_item(item, ceilings) for item in items]
     flush_commits()
     return _batch_out.dump({"results": results})
 
 
-def _batch_item(item: dict[str, Any]) -> dict[str, Any]:
+def _batch_item(item: dict[str, Any], ceilings: Limits) -> dict[str, Any]:
     """One purchase of a batch, in its own transaction; a refusal in the problem shape."""
     external_id = item.get("external_id") if isinstance(item.get("external_id"), str) else None
     try:
@@ -86,7 +90,9 @@ def _batch_item(item: dict[str, Any]) -> dict[str, Any]:
         return {"external_id": external_id, "status": "rejected", "error": error}
     try:
         with unit_of_work(flush_later=True) as session:
-            receipt, created = purchases.record_purchase(session, data, actor=actor())
+            receipt, created = purchases.record_purchase(
+                session, data, actor=actor(), limits=ceilings
+            )
     except DomainError as exc:
         return {"external_id": external_id, "status": "rejected", "error": domain_problem(exc)}
     return {
@@ -126,5 +132,5 @@ class CheckoutQuote(MethodView):
     @blp.arguments(QuoteSchema())
     @blp.response(200, QuoteResultSchema)
     def post(self, data: dict[str, Any]) -> Any:
-        """What the basket would earn, and the balance after it; changes nothing"""
-        return purchases.quote(db.session(), data)
+        """What the basket would earn, which vouchers and rewards apply; changes nothing"""
+        return checkout.quote(db.session(), data)

@@ -11,6 +11,7 @@ from loyalty.api import actor
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import apply_due_expiries, transactional
 from loyalty.domain import members, redemptions, rewards
+from loyalty.errors import Forbidden
 from loyalty.extensions import db
 from loyalty.schemas.rewards import (
     CatalogueArgs,
@@ -25,6 +26,14 @@ from loyalty.schemas.rewards import (
 blp = LoyaltyBlueprint("rewards", __name__, description="Rewards and redemptions")
 
 
+def _may_read_members(named: dict[str, Any]) -> None:
+    """Whether a member exists, and what they can afford, is about that member: a `reports` key
+    reads the catalogue only. Raises Forbidden (403), naming the fields, before any lookup."""
+    if not auth.current_client().scopes & {"pos", "webshop", "admin"}:
+        message = "Naming a member needs one of the scopes: pos, webshop."
+        raise Forbidden(message, errors={field: [message] for field in named})
+
+
 @blp.route("/rewards")
 class Rewards(MethodView):
     @auth.require(*auth.ALL)
@@ -32,9 +41,10 @@ class Rewards(MethodView):
     @blp.response(200, RewardSchema(many=True))
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> Any:
-        """The active catalogue, cheapest first; naming a member adds `affordable`"""
+        """The active catalogue, cheapest first; naming a member (pos, webshop) adds `affordable`"""
         member = None
         if args:
+            _may_read_members(args)
             member = members.resolve_member(db.session(), **args, for_use=False)
             apply_due_expiries(member.id)
             member = members.get_member(db.session(), member.id)
@@ -86,7 +96,7 @@ class RedemptionById(MethodView):
     @blp.response(200, RedemptionSchema)
     def get(self, redemption_id: int) -> Any:
         """The redemption's state; an overdue reservation reads expired, its points available"""
-        redemption = redemptions.get_redemption(db.session(), redemption_id)
+        redemption = redemptions.get_redemption(db.session(), redemption_id, actor=actor())
         apply_due_expiries(redemption.member_id)
         return redemption
 

@@ -33,7 +33,13 @@ IDEMPOTENCY_HEADER_DOC = {
     "in": "header",
     "name": "Idempotency-Key",
     "required": False,
-    "schema": {"type": "string", "maxLength": 255},
+    # printable (str.isprintable) characters a header carries: visible ASCII and Latin-1
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": "^[\u0020-\u007e\u00a1-\u00ac\u00ae-\u00ff]+$",
+    },
     "description": "A retry with the same key and body returns the first response again "
     "(header Idempotent-Replayed: true); the same key with another body is refused with 409.",
 }

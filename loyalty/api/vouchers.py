@@ -8,7 +8,7 @@ from flask import jsonify, url_for
 from flask.views import MethodView
 
 from loyalty import auth
-from loyalty.api import actor
+from loyalty.api import actor, limits
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import transactional
 from loyalty.domain import campaigns, members, vouchers
@@ -100,7 +100,7 @@ class MemberVouchers(MethodView):
     def post(self, data: dict[str, Any], member_id: int) -> Any:
         """A goodwill voucher after a complaint (audit-logged with the reason)"""
         members.get_member(db.session(), member_id)
-        return vouchers.goodwill(db.session(), member_id, data, actor=actor())
+        return vouchers.goodwill(db.session(), member_id, data, actor=actor(), limits=limits())
 
 
 @blp.route("/campaigns/win-back")

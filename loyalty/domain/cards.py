@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 
-from loyalty.errors import InvalidCardNumber
+from loyalty.errors import CardNumberOutOfRange, InvalidCardNumber
 
 MIN_LENGTH = 8
 MAX_LENGTH = 19
@@ -42,6 +43,37 @@ def normalise_card_number(raw: str) -> str:
     if not luhn_valid(number):
         raise InvalidCardNumber(
             "The check digit does not match: the number was mistyped.", field="card_number"
+        )
+    return number
+
+
+def parse_prefixes(raw: str | Iterable[str] | None, default: str) -> tuple[str, ...]:
+    """The card ranges of LOYALTY_CARD_PREFIXES: comma-separated digit prefixes ("990,4000 12");
+    spaces inside one are ignored; none given: `default` (the programme's own prefix).
+
+    Raises ValueError for an entry that is not digits (a configuration error, at start-up).
+    """
+    entries = raw.split(",") if isinstance(raw, str) else list(raw or ())
+    prefixes = tuple(dict.fromkeys("".join(str(e).split()) for e in entries if str(e).strip()))
+    bad = [p for p in prefixes if not (p.isascii() and p.isdigit() and len(p) < MAX_LENGTH)]
+    if bad:
+        raise ValueError(f"LOYALTY_CARD_PREFIXES: {', '.join(bad)} is not a digit prefix")
+    return prefixes or (default,)
+
+
+def check_in_range(number: str, prefixes: Iterable[str]) -> str:
+    """A pre-printed card's (normalised) number must start with one of the programme's
+    prefixes, so a bank card or another scheme's number typed at the till is never taken (or
+    stored). The number is not repeated in the message: it may be a payment card.
+
+    Raises CardNumberOutOfRange (422 `card_number_out_of_range`, field `card_number`).
+    """
+    allowed = tuple(prefixes)
+    if not number.startswith(allowed):
+        raise CardNumberOutOfRange(
+            "This number is not one of the programme's cards: its numbers start with "
+            f"{' or '.join(allowed)}.",
+            field="card_number",
         )
     return number
 

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain.context import Actor
-from loyalty.domain.members import resolve_member
+from loyalty.domain.members import refuse_erased, resolve_member
 from loyalty.domain.metrics import midnight, ratio
 from loyalty.errors import FeedbackExists, FeedbackTokenExpired, MemberMismatch, NotFound
 from loyalty.models import Feedback, Purchase
@@ -111,8 +111,10 @@ def give_feedback_by_token(
     session: Session, token: str, data: dict[str, Any], *, secret: str
 ) -> Feedback:
     """The customer's own feedback through the link printed on the receipt (no API key).
-    Raises NotFound, FeedbackTokenExpired, FeedbackExists."""
+    Raises NotFound, FeedbackTokenExpired, MemberErased (nothing new is kept about an erased
+    member), FeedbackExists."""
     purchase = purchase_for_token(session, token, secret)
+    refuse_erased(purchase.member.erased_at, field="token")
     return _record(session, purchase.member_id, purchase.id, data, channel="token", actor=None)
 
 

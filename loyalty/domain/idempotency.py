@@ -9,6 +9,12 @@ One design, for every idempotent request (`api/uow.py`'s `respond_once`, `/purch
 3. the unique index on (client, key) is the race guard: a concurrent twin that also missed
    waits on it in `store` until the first commits, then finds the key taken; it rolls its own
    effect back and replays the first response.
+
+A stored response can carry personal data (an enrolment's name, e-mail and phone; a note, a
+reason, a comment). So that erasing the member can find it, a record is stored with the member
+whose rows its transaction wrote (ORM flushes of a Member or of a row with `member_id`, noted by
+`_note_members`) when that is exactly one member; `erasure.redact_traces` rewrites those.
+Records are pruned after the TTL (`prune`, the hourly `prune_idempotency` job).
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, event, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from loyalty.domain.sql import Fast, upsert
 from loyalty.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, ValidationFailed
-from loyalty.models import IdempotencyRecord
+from loyalty.models import IdempotencyRecord, Member
 from loyalty.models.types import utcnow
 
 MAX_KEY_LENGTH = 255
@@ -39,7 +46,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     """SHA-256 of the request; a JSON body is canonicalised (key order, white space)."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON we take: the body parser refuses it (400)
         canonical = body
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
@@ -101,6 +108,7 @@ def _record_statement(session: Session) -> Fast:
                         "status_code",
                         "response_body",
                         "created_at",
+                        "member_id",
                     )
                 }
             )
@@ -122,6 +130,7 @@ def store(
     Raises IdempotencyKeyReused (the twin was another request).
     """
     stmt = _record_statement(session)
+    session.flush()  # what the transaction wrote is noted (_note_members)
     created = stmt.first(
         session.connection(),
         {
@@ -131,6 +140,7 @@ def store(
             "status_code": status_code,
             "response_body": body,
             "created_at": utcnow(),
+            "member_id": _member_written(session),
         },
     )
     if created is not None:
@@ -138,6 +148,31 @@ def store(
     stored = lookup(session, client_id, key, request_hash)
     assert stored is not None, "the key was taken"
     return stored
+
+
+_MEMBERS = "loyalty.idempotency.members"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_members(session: Session, _flush_context: Any) -> None:
+    """Note the members whose rows this flush wrote (in the session, until the transaction ends)."""
+    noted: set[int] = session.info.setdefault(_MEMBERS, set())
+    for obj in (*session.new, *session.dirty):
+        member_id = obj.id if isinstance(obj, Member) else getattr(obj, "member_id", None)
+        if isinstance(member_id, int):
+            noted.add(member_id)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_members(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_MEMBERS, None)
+
+
+def _member_written(session: Session) -> int | None:
+    """The one member whose rows this transaction wrote, if exactly one."""
+    noted = session.info.get(_MEMBERS) or ()
+    return next(iter(noted)) if len(noted) == 1 else None
 
 
 def lookup(session: Session, client_id: int, key: str, request_hash: str) -> Stored | None:

@@ -115,6 +115,12 @@ def post(
 
 
 # holds: reserved points (redemptions) ---------------------------------------------------------
+def check_spendable(available: int, points: int, *, field: str) -> None:
+    """Spending `points` out of `available` never leaves a debt. Raises InsufficientPoints."""
+    if available - points < 0:
+        raise InsufficientPoints(f"{points} points needed, {available} available.", field=field)
+
+
 def hold(member: Member, points: int) -> None:
     """Reserve `points` (> 0) of the member's available points. `member` must be locked.
 
@@ -122,11 +128,7 @@ def hold(member: Member, points: int) -> None:
     """
     if points <= 0:
         raise ValueError("a hold reserves at least one point")
-    if member.points - member.held - points < 0:
-        raise InsufficientPoints(
-            f"{points} points needed, {member.points - member.held} available.",
-            field="reward_id",
-        )
+    check_spendable(member.points - member.held, points, field="reward_id")
     member.held += points
     member.available_floor = 0
 

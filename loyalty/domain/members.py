@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
@@ -9,8 +10,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit, vouchers
-from loyalty.domain.cards import generate_card_number, normalise_card_number
+from loyalty.domain import audit, erasure, vouchers
+from loyalty.domain.cards import check_in_range, generate_card_number, normalise_card_number
 from loyalty.domain.context import Actor, Settings
 from loyalty.errors import (
     CardAlreadyBlocked,
@@ -24,7 +25,7 @@ from loyalty.errors import (
     PhoneTaken,
     ValidationFailed,
 )
-from loyalty.models import Card, Member
+from loyalty.models import Card, Member, Voucher
 from loyalty.models.types import utcnow
 
 PERSONAL_FIELDS = ("name", "email", "phone", "marketing_consent", "external_ref")
@@ -96,6 +97,17 @@ def require_member_ref(card_number: str | None, member_id: int | None) -> None:
         )
 
 
+def refuse_erased(erased_at: datetime | None, *, field: str) -> None:
+    """An erased member is anonymous and inert: they earn no points, use no card and give no
+    feedback (DELETE /members/{id} blocked their cards). Raises MemberErased (409)."""
+    if erased_at is not None:
+        raise MemberErased(
+            "This member's personal data was erased: the account earns nothing and its cards "
+            "are blocked.",
+            field=field,
+        )
+
+
 def check_card_use(
     number: str, status: str, owner_id: int, member_id: int | None, *, for_use: bool = True
 ) -> None:
@@ -116,19 +128,24 @@ def resolve_member(
 ) -> Member:
     """The member a request body names with `card_number` or `member_id` (or both, agreeing).
 
-    `for_use`: a blocked card is refused (422 `card_blocked`), as for every operation but lookup.
+    `for_use`: an erased member (409 `member_erased`) and a blocked card (422 `card_blocked`) are
+    refused, as for every operation but lookup.
     Raises ValidationFailed (neither given), MemberMismatch, InvalidCardNumber, NotFound,
-    CardBlocked.
+    MemberErased, CardBlocked.
     """
     require_member_ref(card_number, member_id)
     member = None
     if card_number is not None:
         card = get_card(session, card_number)
+        if for_use:
+            refuse_erased(card.member.erased_at, field="card_number")
         check_card_use(card.number, card.status, card.member_id, member_id, for_use=for_use)
         member = card.member
     if member is None:
         assert member_id is not None
         member = get_member(session, member_id)
+        if for_use:
+            refuse_erased(member.erased_at, field="member_id")
     assert member is not None
     return member
 
@@ -148,7 +165,7 @@ def _check_unique(session: Session, field: str, value: str | None, member_id: in
 
 def _new_card(session: Session, member: Member, raw_number: str | None, settings: Settings) -> Card:
     if raw_number is not None:
-        number = normalise_card_number(raw_number)
+        number = check_in_range(normalise_card_number(raw_number), settings.issuable_prefixes)
         existing = session.scalar(select(Card).where(Card.number == number))
         if existing is not None:
             if existing.status == "blocked":
@@ -172,7 +189,19 @@ def enrol(
     settings: Settings,
     actor: Actor,
 ) -> Member:
-    """Enrol a customer with a first card (the pre-printed `card_number` given, or a new one).
+    """`enrol_member`, for callers that need only the member (the CLI, tests)."""
+    return enrol_member(session, data, settings=settings, actor=actor)[0]
+
+
+def enrol_member(
+    session: Session,
+    data: dict[str, Any],
+    *,
+    settings: Settings,
+    actor: Actor,
+) -> tuple[Member, Voucher | None]:
+    """Enrol a customer with a first card (the pre-printed `card_number` given, or a new one)
+    and, when the programme's welcome policy is on, a welcome voucher: (member, voucher or None).
 
     Raises ValidationFailed, EmailTaken, PhoneTaken, ExternalRefTaken, InvalidCardNumber,
     CardInUse, CardBlocked.
@@ -195,8 +224,7 @@ def enrol(
     session.add(member)
     _new_card(session, member, data.get("card_number"), settings)
     session.flush()
-    vouchers.welcome(session, member.id, actor=actor)
-    return member
+    return member, vouchers.welcome(session, member.id, actor=actor)
 
 
 def update_member(
@@ -231,16 +259,36 @@ def update_member(
 
 
 def erase_member(session: Session, member: Member, *, actor: Actor) -> Member:
-    """Erase personal data (right to be forgotten). Purchases, ledger and cards stay.
+    """Erase personal data (right to be forgotten); `member` locked. Purchases, the ledger and
+    the balance stay, for the books and the metrics.
 
-    Idempotent: erasing an erased member changes nothing.
+    The personal columns are cleared and `erased_at` set; the member's cards are blocked (reason
+    `member_erased`) and the account earns nothing more (`refuse_erased`); the free text kept
+    about the member (ledger notes, voucher reasons, feedback comments, card block reasons,
+    audit details, stored Idempotency-Key responses) is redacted (`erasure.redact_traces`).
+    Idempotent: erasing again changes nothing, but finishes what an erasure made before these
+    rules existed left behind (active cards, free text).
     """
-    if member.erased_at is None:
+    first = member.erased_at is None
+    personal = (member.name, member.email, member.phone, member.external_ref)
+    now = utcnow()
+    if first:
         member.name = member.email = member.phone = member.external_ref = None
         member.marketing_consent = False
-        member.erased_at = utcnow()
-        session.flush()
-        audit.record(session, actor, "member.erase", "member", member.id)
+        member.erased_at = now
+    blocked = 0
+    for card in member.cards:
+        if card.status == "active":
+            card.status, card.blocked_at, card.block_reason = "blocked", now, erasure.ERASED
+            blocked += 1
+    session.flush()
+    erasure.redact_traces(
+        session, member.id, personal=personal, identifiers=(personal[1], personal[2])
+    )
+    if first:
+        audit.record(
+            session, actor, "member.erase", "member", member.id, {"cards_blocked": blocked}
+        )
     return member
 
 
@@ -252,7 +300,11 @@ def issue_card(
     settings: Settings,
     actor: Actor,
 ) -> Card:
-    """Another card for the member (a replacement, or a pre-printed one being activated)."""
+    """Another card for the member (a replacement, or a pre-printed one being activated).
+
+    Raises MemberErased, InvalidCardNumber, CardNumberOutOfRange, CardInUse, CardBlocked.
+    """
+    refuse_erased(member.erased_at, field="member_id")
     card = _new_card(session, member, raw_number, settings)
     session.flush()
     audit.record(session, actor, "card.issue", "member", member.id, {"card_number": card.number})

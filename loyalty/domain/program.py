@@ -58,8 +58,14 @@ def get_program(session: Session) -> Program:
 
 
 def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> Program:
-    """Replace the programme's settings (PUT semantics for the fields given)."""
+    """Replace the programme's settings (PUT semantics for the fields given).
+
+    Takes back what GET returns: `currency_exponent` is read-only (it follows `currency`) and is
+    accepted when it equals the current value or the new currency's. Raises CurrencyLocked,
+    ValidationFailed (an unknown currency, a changed read-only field, a bad tier table).
+    """
     program = session.get(Program, 1, with_for_update=True) or ensure_program(session)
+    sent_exponent = changes.pop("currency_exponent", None)
     if "currency" in changes:
         changes["currency"] = changes["currency"].upper()
         changes["currency_exponent"] = currency_exponent(changes["currency"])
@@ -68,12 +74,63 @@ def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> P
                 f"Purchases, vouchers or rewards are recorded in {program.currency}.",
                 field="currency",
             )
+    _check_read_only_exponent(program, changes, sent_exponent)
+    if "tiers" in changes:
+        changes["tiers"] = checked_tiers(changes["tiers"])
     before = {k: getattr(program, k) for k in changes}
     for key, value in changes.items():
         setattr(program, key, value)
     session.flush()
     audit.record(session, actor, "program.update", "program", 1, {"before": before})
     return program
+
+
+def _check_read_only_exponent(program: Program, changes: dict[str, Any], sent: int | None) -> None:
+    """`currency_exponent` may be sent back as GET gave it (or as the new currency has it), never
+    changed on its own. Raises ValidationFailed (field `currency_exponent`)."""
+    if sent is None:
+        return
+    follows = changes.get("currency_exponent", program.currency_exponent)
+    if sent not in (program.currency_exponent, follows):
+        currency = changes.get("currency", program.currency)
+        raise ValidationFailed(
+            f"currency_exponent is read-only: it follows the currency ({currency} has {follows}); "
+            "send it unchanged or leave it out.",
+            field="currency_exponent",
+        )
+
+
+def checked_tiers(tiers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tier table as stored: names trimmed and unique (in any case), `qualifying_spend`
+    strictly ascending, `benefits` a list. Each tier's own fields are checked by the schema.
+
+    Raises ValidationFailed naming the tier's field (`tiers.2.qualifying_spend`).
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, tier in enumerate(tiers):
+        name = tier["name"].strip()
+        if not name:
+            raise ValidationFailed("A tier has a name.", field=f"tiers.{i}.name")
+        if name.casefold() in seen:
+            raise ValidationFailed(f"Tier name {name!r} is used twice.", field=f"tiers.{i}.name")
+        seen.add(name.casefold())
+        spend = tier["qualifying_spend"]
+        if out and spend <= out[-1]["qualifying_spend"]:
+            raise ValidationFailed(
+                "Tiers are listed by qualifying_spend, strictly ascending "
+                f"({spend} after {out[-1]['qualifying_spend']}).",
+                field=f"tiers.{i}.qualifying_spend",
+            )
+        out.append(
+            {
+                "name": name,
+                "qualifying_spend": spend,
+                "multiplier": tier["multiplier"],
+                "benefits": list(tier.get("benefits") or []),
+            }
+        )
+    return out
 
 
 def _amounts_recorded(session: Session) -> bool:

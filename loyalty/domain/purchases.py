@@ -1,7 +1,9 @@
-"""Purchases and returns: what earns points, what takes them back, and the till's quote."""
+"""Purchases and returns: what earns points and what takes them back (the till's quote is
+in checkout.py)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -10,21 +12,24 @@ from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit, earning, ledger, redemptions, rewards, vouchers
+from loyalty.domain import audit, earning, ledger, redemptions, vouchers
 from loyalty.domain.cards import normalise_card_number
-from loyalty.domain.context import Actor
+from loyalty.domain.context import Actor, Limits
 from loyalty.domain.members import (
     check_card_use,
     get_member,
+    refuse_erased,
     require_member_ref,
-    resolve_member,
 )
-from loyalty.domain.program import check_currency, get_program
+from loyalty.domain.program import check_currency
 from loyalty.domain.sql import Fast, upsert
 from loyalty.errors import (
+    CurrencyMismatch,
     ExternalIdConflict,
     NotFound,
+    ReturnBeforePurchase,
     ReturnExceedsPurchase,
+    SkuNotInPurchase,
     ValidationFailed,
 )
 from loyalty.models import Card, LedgerEntry, Member, Program, Purchase, PurchaseLine, Return
@@ -69,15 +74,17 @@ _RATES = (
     Program.rounding,
     Program.come_back_policy,
 )
-# The programme's rates and the card (or member) in one round trip (the programme is row 1).
+# The programme's rates and the card (or member) in one round trip (the programme is row 1);
+# the member's erased_at: an erased member earns nothing.
 _BY_CARD = Fast(
-    select(Card.member_id, Card.status, *_RATES)
+    select(Card.member_id, Card.status, Member.erased_at, *_RATES)
     .select_from(Card)
+    .join(Member, Member.id == Card.member_id)
     .join(Program, Program.id == 1)
     .where(Card.number == bindparam("number"))
 )
 _BY_MEMBER = Fast(
-    select(Member.id.label("member_id"), *_RATES)
+    select(Member.id.label("member_id"), Member.erased_at, *_RATES)
     .select_from(Program)
     .outerjoin(Member, Member.id == bindparam("member_id"))
     .where(Program.id == 1)
@@ -153,8 +160,8 @@ def _member_and_rates(
 ) -> tuple[int, _Rates]:
     """The member a body names and the programme's rates, in one query.
 
-    Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, CardBlocked,
-    MemberMismatch.
+    Raises ValidationFailed (neither given), InvalidCardNumber, NotFound, MemberErased,
+    CardBlocked, MemberMismatch.
     """
     require_member_ref(card_number, member_id)
     if card_number is None:
@@ -163,13 +170,15 @@ def _member_and_rates(
         assert row is not None, "the programme row exists"
         if row[0] is None:
             raise NotFound(f"No member {member_id}.", field="member_id")
-        return member_id, _Rates(*row[1:])
+        refuse_erased(row[1], field="member_id")
+        return member_id, _Rates(*row[2:])
     number = normalise_card_number(card_number)
     card = _BY_CARD.first(conn, {"number": number})
     if card is None:
         raise NotFound(f"No card {number}.", field="card_number")
+    refuse_erased(card[2], field="card_number")
     check_card_use(number, card[1], card[0], member_id)
-    return int(card[0]), _Rates(*card[2:])
+    return int(card[0]), _Rates(*card[3:])
 
 
 def _balance_of(points: int, held: int) -> dict[str, int]:
@@ -183,7 +192,7 @@ def _balance(conn: Connection, member_id: int) -> dict[str, int]:
 
 
 def record_purchase(
-    session: Session, data: dict[str, Any], *, actor: Actor
+    session: Session, data: dict[str, Any], *, actor: Actor, limits: Limits
 ) -> tuple[Receipt, bool]:
     """Record a completed sale and post what it earns. Returns (receipt, created).
 
@@ -194,11 +203,14 @@ def record_purchase(
     index, then finds the first purchase: the same fields give (first receipt, False) and earn
     nothing, other fields raise ExternalIdConflict naming them. `voucher_codes` are redeemed in
     the same transaction: one refused (used, expired, another member's, below its minimum spend,
-    checked against the amount paid) refuses the whole purchase.
-    Raises CurrencyMismatch, InvalidCardNumber, NotFound, CardBlocked, MemberMismatch,
-    ValidationFailed, ExternalIdConflict, and the voucher refusals.
+    checked against the amount paid) refuses the whole purchase. An amount above
+    `limits.max_purchase_amount` is refused, whichever way the purchase came.
+    An erased member earns nothing (MemberErased), whichever way the purchase came.
+    Raises LimitExceeded, CurrencyMismatch, InvalidCardNumber, NotFound, MemberErased,
+    CardBlocked, MemberMismatch, ValidationFailed, ExternalIdConflict, and the voucher refusals.
     """
     assert actor.client_id is not None, "purchases are posted by an API client"
+    limits.check("max_purchase_amount", data["amount"], field="amount")
     conn = session.connection()
     occurred_at = _occurred_at(data.get("occurred_at"))
     member_id, rates = _member_and_rates(conn, data.get("card_number"), data.get("member_id"))
@@ -381,15 +393,19 @@ def record_return(
 ) -> tuple[Return, bool]:
     """Record a (partial) refund and take back its share of the points. Returns (return, created).
 
-    Cumulative pro rata, rounded down (see earning.reversal_for_return); may leave a debt. A
+    Any client may record a return of any purchase (bought online, returned in a shop); the
+    return is recorded under the client that sends it. Cumulative pro rata, rounded down (see
+    earning.reversal_for_return); may leave a debt. Under the member's and the purchase's row
+    locks, so concurrent returns of one purchase are checked one after the other: the amounts
+    never add up to more than the purchase, nor the `lines` to more of a sku than it had. A
     second post of the same `external_id` with the same purchase, amount and lines returns the
-    first (created = False); with others it raises ExternalIdConflict naming them. Raises
-    NotFound, ReturnExceedsPurchase, ExternalIdConflict.
+    first (created = False); with others it raises ExternalIdConflict naming them.
+    Raises NotFound, CurrencyMismatch, ExternalIdConflict, ValidationFailed (in the future),
+    ReturnBeforePurchase, ReturnExceedsPurchase, SkuNotInPurchase.
     """
     assert actor.client_id is not None, "returns are posted by an API client"
-    purchase = get_purchase(session, purchase_id)
-    member = ledger.lock_member(session, purchase.member_id)
-    session.refresh(purchase)  # totals as of the lock, not as of the first read
+    member, purchase = _lock_purchase(session, purchase_id)
+    _check_return_currency(purchase, data.get("currency"))
     existing = session.scalar(
         select(Return).where(
             Return.api_client_id == actor.client_id, Return.external_id == data["external_id"]
@@ -397,6 +413,7 @@ def record_return(
     )
     if existing is not None:
         return _same_return(existing, purchase.id, data), False
+    occurred_at = _return_occurred_at(purchase, data.get("occurred_at"))
     amount = data["amount"]
     if purchase.returned_amount + amount > purchase.amount:
         raise ReturnExceedsPurchase(
@@ -404,6 +421,8 @@ def record_return(
             f"{purchase.amount - purchase.returned_amount} can still be returned.",
             field="amount",
         )
+    lines = data.get("lines") or []
+    _check_return_lines(session, purchase.id, lines)
     points = earning.reversal_for_return(
         purchase.points_earned,
         purchase.amount,
@@ -417,13 +436,94 @@ def record_return(
         external_id=data["external_id"],
         amount=amount,
         points_reversed=points,
-        lines=data.get("lines") or [],
-        occurred_at=_occurred_at(data.get("occurred_at")),
+        lines=lines,
+        occurred_at=occurred_at,
     )
     session.add(ret)
     session.flush()
     _take_back(session, member, purchase, ret, actor)
     return ret, True
+
+
+def _lock_purchase(session: Session, purchase_id: int) -> tuple[Member, Purchase]:
+    """The purchase's member and the purchase, both row-locked (member first, as every writer
+    of points locks it), the purchase read after the locks. The purchase's lock is FOR NO KEY
+    UPDATE: it serialises returns of this purchase without blocking rows that merely refer to
+    it. Raises NotFound."""
+    member_id = get_purchase(session, purchase_id).member_id
+    member = ledger.lock_member(session, member_id)
+    purchase = session.get(
+        Purchase, purchase_id, with_for_update={"key_share": True}, populate_existing=True
+    )
+    assert purchase is not None, "purchases are never deleted"
+    return member, purchase
+
+
+def _check_return_currency(purchase: Purchase, currency: str | None) -> None:
+    """A return may state its currency: then it must be the purchase's. Raises CurrencyMismatch."""
+    if currency is not None and currency.upper() != purchase.currency:
+        raise CurrencyMismatch(
+            f"The purchase was paid in {purchase.currency}, not {currency}.", field="currency"
+        )
+
+
+def _return_occurred_at(purchase: Purchase, value: datetime | None) -> datetime:
+    """When the return happened: as given (not in the future, not before the purchase), or now;
+    a purchase dated ahead of this server's clock (a till's clock may run ahead) makes the
+    default the purchase's time. Raises ValidationFailed, ReturnBeforePurchase."""
+    if value is None:
+        return max(utcnow(), purchase.occurred_at)
+    at = _occurred_at(value)
+    if at < purchase.occurred_at:
+        raise ReturnBeforePurchase(
+            f"occurred_at {at.isoformat()} is before the purchase "
+            f"({purchase.occurred_at.isoformat()}).",
+            field="occurred_at",
+        )
+    return at
+
+
+def _check_return_lines(session: Session, purchase_id: int, lines: list[dict[str, Any]]) -> None:
+    """Each return line names a sku of the purchase's lines, and the quantities of a sku returned
+    (this return and the earlier ones together) stay within what the purchase had of it.
+
+    Raises SkuNotInPurchase (`lines.N.sku`) or else ReturnExceedsPurchase (`lines.N.quantity`),
+    naming every line at fault.
+    """
+    if not lines:
+        return
+    left: Counter[str] = Counter()
+    for sku, quantity in session.execute(
+        select(PurchaseLine.sku, PurchaseLine.quantity).where(
+            PurchaseLine.purchase_id == purchase_id
+        )
+    ):
+        left[sku] += quantity
+    bought = set(left)
+    for earlier in session.scalars(select(Return.lines).where(Return.purchase_id == purchase_id)):
+        for line in earlier or []:
+            left[line["sku"]] -= line["quantity"]
+    unknown: dict[str, list[str]] = {}
+    over: dict[str, list[str]] = {}
+    for i, line in enumerate(lines):
+        sku = line["sku"]
+        if sku not in bought:
+            unknown[f"lines.{i}.sku"] = [f"The purchase has no line with sku {sku!r}."]
+            continue
+        if line["quantity"] > left[sku]:
+            over[f"lines.{i}.quantity"] = [
+                f"{max(left[sku], 0)} of sku {sku!r} left to return, not {line['quantity']}."
+            ]
+        left[sku] -= line["quantity"]
+    if unknown:
+        raise SkuNotInPurchase(
+            "A return line names a sku the purchase did not have.", errors=unknown
+        )
+    if over:
+        raise ReturnExceedsPurchase(
+            "A return line returns more of a sku than the purchase has left to return.",
+            errors=over,
+        )
 
 
 def _same_return(existing: Return, purchase_id: int, data: dict[str, Any]) -> Return:
@@ -469,75 +569,15 @@ def _take_back(
     session.flush()
 
 
-def quote(session: Session, data: dict[str, Any]) -> dict[str, Any]:
-    """What a basket would earn, and the balance after it. Reads only; writes nothing."""
-    program = get_program(session)
-    check_currency(program, data["currency"])
-    member = resolve_member(
-        session, card_number=data.get("card_number"), member_id=data.get("member_id")
-    )
-    awards = earning.awards_for_purchase(
-        program,
-        amount_minor=data["amount"],
-        occurred_at=utcnow(),
-        lines=data.get("lines"),
-        store_id=data.get("store_id"),
-    )
-    earned = sum(a.points for a in awards)
-    return {
-        "rewards": _quote_rewards(session, member, data.get("reward_ids")),
-        "member_id": member.id,
-        "amount": data["amount"],
-        "currency": program.currency,
-        "points_earned": earned,
-        "awards": [{"kind": a.kind, "points": a.points, "reason": a.reason} for a in awards],
-        "balance": member.balance,
-        "balance_after": {
-            "points": member.points + earned,
-            "held": member.held,
-            "available": member.available + earned,
-        },
-        "vouchers": [],
-    }
-
-
-def _quote_rewards(
-    session: Session, member: Member, reward_ids: list[int] | None
-) -> list[dict[str, Any]]:
-    """The rewards asked about (or the whole active catalogue, up to 100), each with whether
-    the member can redeem it now. An unknown or inactive one asked about reads unavailable."""
-    items, _ = rewards.catalogue(session, member=member, offset=0, limit=100)
-    by_id = {r.id: r for r in items}
-    if not reward_ids:
-        return [_reward_line(r) for r in items]
-    out = []
-    for reward_id in reward_ids:
-        reward = by_id.get(reward_id)
-        if reward is None:
-            out.append({"reward_id": reward_id, "available": False, "affordable": False})
-        else:
-            out.append(_reward_line(reward))
-    return out
-
-
-def _reward_line(reward: Any) -> dict[str, Any]:
-    return {
-        "reward_id": reward.id,
-        "name": reward.name,
-        "points_cost": reward.points_cost,
-        "benefit": reward.benefit,
-        "available": True,
-        "affordable": bool(reward.affordable),
-    }
-
-
 def adjust(
-    session: Session, member_id: int, points: int, reason: str, *, actor: Actor
+    session: Session, member_id: int, points: int, reason: str, *, actor: Actor, limits: Limits
 ) -> LedgerEntry:
     """A staff correction (±points) with a reason, audit-logged with the key's name.
 
-    Raises NotFound, InsufficientPoints (a correction never creates a debt).
+    Raises LimitExceeded (more than `limits.max_adjustment_points` either way), NotFound,
+    InsufficientPoints (a correction never creates a debt).
     """
+    limits.check("max_adjustment_points", abs(points), field="points")
     member = ledger.lock_member(session, member_id)
     redemptions.release_expired_for(session, member)  # overdue reservations no longer hold points
     entry = ledger.post(

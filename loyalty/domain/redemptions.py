@@ -12,21 +12,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from loyalty.domain import ledger
+from loyalty.domain import clients, ledger
 from loyalty.domain.context import Actor
 from loyalty.domain.program import get_program
-from loyalty.domain.rewards import COUNTED_STATUSES, available_now, get_reward
+from loyalty.domain.rewards import check_redeemable, get_reward, used_counts
 from loyalty.errors import (
     MemberMismatch,
     NotFound,
     OutOfStock,
     RedemptionAlreadyRedeemed,
     RedemptionNotReserved,
-    RewardLimitReached,
-    RewardUnavailable,
+    ValidationFailed,
 )
 from loyalty.models import Member, Purchase, Redemption, Reward
 from loyalty.models.types import utcnow
@@ -109,22 +108,10 @@ def reserve(session: Session, data: dict[str, Any], *, actor: Actor) -> Redempti
     now = utcnow()
     release_expired_for(session, member, now)
     reward = get_reward(session, data["reward_id"])
-    if not available_now(reward, now):
-        raise RewardUnavailable(f"Reward {reward.id} is not available now.", field="reward_id")
-    if reward.per_member_limit is not None:
-        used = session.scalar(
-            select(func.count())
-            .select_from(Redemption)
-            .where(
-                Redemption.member_id == member.id,
-                Redemption.reward_id == reward.id,
-                Redemption.status.in_(COUNTED_STATUSES),
-            )
-        )
-        if (used or 0) >= reward.per_member_limit:
-            raise RewardLimitReached(field="reward_id")
-    ledger.hold(member, reward.points_cost)  # InsufficientPoints before touching the stock
-    if reward.stock is not None:
+    used = used_counts(session, member.id, [reward]).get(reward.id, 0)
+    check_redeemable(reward, available=member.available, used=used, now=now)
+    ledger.hold(member, reward.points_cost)
+    if reward.stock is not None:  # the atomic take: of two tills after the last one, one wins
         taken = session.execute(
             update(Reward)
             .where(Reward.id == reward.id, Reward.stock > 0)
@@ -169,9 +156,12 @@ def _settle(
     session.flush()
 
 
-def _locked(session: Session, redemption_id: int) -> tuple[Member, Redemption]:
-    """The redemption and its member, the member locked, the redemption read after the lock."""
-    first = get_redemption(session, redemption_id)
+def _locked(session: Session, redemption_id: int, actor: Actor) -> tuple[Member, Redemption]:
+    """The redemption and its member, the member locked, the redemption read after the lock.
+
+    Raises NotFound (also for another client's redemption).
+    """
+    first = get_redemption(session, redemption_id, actor=actor)
     member = ledger.lock_member(session, first.member_id)
     session.refresh(first)
     return member, first
@@ -182,10 +172,12 @@ def confirm(
 ) -> Redemption:
     """reserved → redeemed: the points leave the account (a `redeem` entry).
 
-    Confirming a redeemed one again answers with it. Raises NotFound, RedemptionNotReserved
-    (released or expired), MemberMismatch (the purchase is another member's).
+    Only the client that reserved it (or an admin) may. The purchase it is linked to, if the
+    body names one, is found by `_purchase_to_link`. Confirming a redeemed one again answers with
+    it. Raises NotFound (also for another client's redemption), RedemptionNotReserved (released or
+    expired), ValidationFailed, MemberMismatch (the purchase is another member's).
     """
-    member, redemption = _locked(session, redemption_id)
+    member, redemption = _locked(session, redemption_id, actor)
     now = utcnow()
     if redemption.status == "reserved" and redemption.expires_at <= now:
         _expire(session, member, redemption, now)
@@ -196,31 +188,67 @@ def confirm(
         raise RedemptionNotReserved(
             f"Redemption {redemption.id} is {redemption.status}.", field="redemption_id"
         )
-    purchase = None
-    external_id = data.get("purchase_external_id")
-    if external_id is not None:
-        purchase = session.scalar(
-            select(Purchase).where(
-                Purchase.api_client_id == actor.client_id, Purchase.external_id == external_id
-            )
-        )
-        if purchase is None:
-            raise NotFound(
-                f"No purchase {external_id!r} from this client.", field="purchase_external_id"
-            )
-        if purchase.member_id != member.id:
-            raise MemberMismatch("The purchase is another member's.", field="purchase_external_id")
+    purchase = _purchase_to_link(session, data, actor)
+    if purchase is not None and purchase.member_id != member.id:
+        field = "purchase_id" if data.get("purchase_id") is not None else "purchase_external_id"
+        raise MemberMismatch("The purchase is another member's.", field=field)
     _settle(session, member, redemption, purchase, actor, now)
     return redemption
+
+
+def _purchase_to_link(session: Session, data: dict[str, Any], actor: Actor) -> Purchase | None:
+    """The purchase a confirm names: `purchase_external_id` is this client's purchase of that
+    external_id, else the one a Stripe webhook recorded for that payment (its PaymentIntent id);
+    `purchase_id` is a purchase this client or a Stripe webhook recorded (an admin: any). Both
+    given: they must name the same purchase.
+
+    Raises NotFound, ValidationFailed (they name different purchases).
+    """
+    external_id, purchase_id = data.get("purchase_external_id"), data.get("purchase_id")
+    if external_id is None and purchase_id is None:
+        return None
+    stripe = clients.system_client_id(session, clients.STRIPE)
+    sources = [c for c in (actor.client_id, stripe) if c is not None]
+    by_external_id = by_id = None
+    if external_id is not None:
+        by_external_id = _first_purchase_of(session, sources, external_id)
+        if by_external_id is None:
+            raise NotFound(
+                f"No purchase {external_id!r} from this client or from Stripe.",
+                field="purchase_external_id",
+            )
+    if purchase_id is not None:
+        by_id = session.get(Purchase, purchase_id)
+        if by_id is None or not (actor.admin or by_id.api_client_id in sources):
+            raise NotFound(f"No purchase {purchase_id}.", field="purchase_id")
+    if by_external_id is not None and by_id is not None and by_external_id.id != by_id.id:
+        raise ValidationFailed(
+            "purchase_id and purchase_external_id name different purchases.", field="purchase_id"
+        )
+    return by_id or by_external_id
+
+
+def _first_purchase_of(session: Session, sources: list[int], external_id: str) -> Purchase | None:
+    """The purchase of this external_id recorded by the first of `sources` that has one."""
+    for client_id in sources:
+        purchase = session.scalar(
+            select(Purchase).where(
+                Purchase.api_client_id == client_id, Purchase.external_id == external_id
+            )
+        )
+        if purchase is not None:
+            return purchase
+    return None
 
 
 def cancel(session: Session, redemption_id: int, *, actor: Actor) -> Redemption:
     """reserved → released: the points are available again, the stock comes back.
 
-    Cancelling a released or expired one answers with it. Raises NotFound,
+    Only the client that reserved it (or an admin) may. Cancelling a released or expired one
+    answers with it. Raises NotFound (also for another client's redemption),
     RedemptionAlreadyRedeemed.
     """
-    member, redemption = _locked(session, redemption_id)
+    member, redemption = _locked(session, redemption_id, actor)
     now = utcnow()
     if redemption.status == "redeemed":
         raise RedemptionAlreadyRedeemed(field="redemption_id")
@@ -236,10 +264,12 @@ def cancel(session: Session, redemption_id: int, *, actor: Actor) -> Redemption:
     return redemption
 
 
-def get_redemption(session: Session, redemption_id: int) -> Redemption:
-    """Raises NotFound."""
+def get_redemption(session: Session, redemption_id: int, *, actor: Actor) -> Redemption:
+    """The redemption, if `actor` made it (or is an admin): a reservation belongs to the client
+    that made it. Raises NotFound, for another client's redemption too (so it is not told that
+    one exists)."""
     redemption = session.get(Redemption, redemption_id) if 0 < redemption_id < 2**63 else None
-    if redemption is None:
+    if redemption is None or not actor.owns(redemption.api_client_id):
         raise NotFound(f"No redemption {redemption_id}.", field="redemption_id")
     return redemption
 

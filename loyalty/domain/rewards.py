@@ -8,11 +8,18 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit
+from loyalty.domain import audit, ledger
 from loyalty.domain.context import Actor
 from loyalty.domain.program import get_program
 from loyalty.domain.views import Annotated
-from loyalty.errors import NotFound, ValidationFailed
+from loyalty.errors import (
+    DomainError,
+    NotFound,
+    OutOfStock,
+    RewardLimitReached,
+    RewardUnavailable,
+    ValidationFailed,
+)
 from loyalty.models import Member, Redemption, Reward
 from loyalty.models.types import utcnow
 
@@ -89,44 +96,101 @@ def _active_clause(now: datetime) -> Any:
     )
 
 
+def used_counts(session: Session, member_id: int, rewards: list[Reward]) -> dict[int, int]:
+    """How many reservations or redemptions the member holds (reserved or redeemed) of each of
+    `rewards` that has a per-member limit (the others are not counted)."""
+    limited = [r.id for r in rewards if r.per_member_limit is not None]
+    if not limited:
+        return {}
+    rows = session.execute(
+        select(Redemption.reward_id, func.count())
+        .where(
+            Redemption.member_id == member_id,
+            Redemption.status.in_(COUNTED_STATUSES),
+            Redemption.reward_id.in_(limited),
+        )
+        .group_by(Redemption.reward_id)
+    ).all()
+    return {reward_id: count for reward_id, count in rows}
+
+
+def check_redeemable(
+    reward: Reward, *, available: int, used: int, now: datetime, taken: int = 0
+) -> None:
+    """May a member with `available` points, holding `used` of this reward already, reserve it
+    now? The refusals of `POST /redemptions`, in its order; the quote and the catalogue's
+    `affordable` ask the same question through here. `taken`: units of it a basket takes before
+    this one (they count against the member's limit and the stock).
+
+    Raises RewardUnavailable, RewardLimitReached, InsufficientPoints, OutOfStock.
+    """
+    if not available_now(reward, now):
+        raise RewardUnavailable(f"Reward {reward.id} is not available now.", field="reward_id")
+    if reward.per_member_limit is not None and used + taken >= reward.per_member_limit:
+        raise RewardLimitReached(field="reward_id")
+    ledger.check_spendable(available, reward.points_cost, field="reward_id")
+    if reward.stock is not None and reward.stock - taken <= 0:
+        raise OutOfStock(f"Reward {reward.id} is out of stock.", field="reward_id")
+
+
+def refusal(
+    reward: Reward, *, available: int, used: int, now: datetime, taken: int = 0
+) -> DomainError | None:
+    """The error `check_redeemable` raises, or None when the reward can be reserved."""
+    try:
+        check_redeemable(reward, available=available, used=used, now=now, taken=taken)
+    except DomainError as refused:
+        return refused
+    return None
+
+
+def discount_for(reward: Reward, amount: int, lines: list[dict[str, Any]] | None) -> int | None:
+    """What the reward takes off a basket of `amount` (minor units): an amount off (at most the
+    amount), a percentage rounded down, or a free item's unit price when the basket's `lines`
+    hold its sku (None when they do not)."""
+    if reward.kind == "amount_off":
+        return min(reward.value or 0, amount)
+    if reward.kind == "percent_off":
+        return amount * (reward.value or 0) // 100
+    prices = [line["unit_price"] for line in lines or [] if line.get("sku") == reward.sku]
+    return min(min(prices), amount) if prices else None
+
+
+def available_rewards(
+    session: Session, now: datetime, *, offset: int, limit: int
+) -> tuple[list[Reward], int]:
+    """The rewards available at `now` (active, inside their window), cheapest first, and their
+    count."""
+    where = _active_clause(now)
+    total = session.scalar(select(func.count()).select_from(Reward).where(where)) or 0
+    items = session.scalars(
+        select(Reward)
+        .where(where)
+        .order_by(Reward.points_cost, Reward.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(items), total
+
+
 def catalogue(
     session: Session, *, member: Member | None, offset: int, limit: int
 ) -> tuple[list[Annotated], int]:
-    """Rewards available now, cheapest first, each with `affordable`: with a member, enough
-    available points, in stock, and under the reward's per-member limit (None without one)."""
+    """Rewards available now, cheapest first, each with `affordable` (None without a member):
+    `check_redeemable` would let the member reserve it (enough available points, in stock,
+    under the reward's per-member limit)."""
     now = utcnow()
-    where = _active_clause(now)
-    total = session.scalar(select(func.count()).select_from(Reward).where(where)) or 0
-    items = list(
-        session.scalars(
-            select(Reward)
-            .where(where)
-            .order_by(Reward.points_cost, Reward.id)
-            .offset(offset)
-            .limit(limit)
-        )
-    )
+    items, total = available_rewards(session, now, offset=offset, limit=limit)
     if member is None:
         return [Annotated(r, affordable=None) for r in items], total
-    used = dict(
-        session.execute(
-            select(Redemption.reward_id, func.count())
-            .where(
-                Redemption.member_id == member.id,
-                Redemption.status.in_(COUNTED_STATUSES),
-                Redemption.reward_id.in_([r.id for r in items]),
-            )
-            .group_by(Redemption.reward_id)
-        ).all()
-    )
+    used = used_counts(session, member.id, items)
     listed = [
         Annotated(
             reward,
-            affordable=member.available >= reward.points_cost
-            and (reward.stock is None or reward.stock > 0)
-            and (
-                reward.per_member_limit is None or used.get(reward.id, 0) < reward.per_member_limit
-            ),
+            affordable=refusal(
+                reward, available=member.available, used=used.get(reward.id, 0), now=now
+            )
+            is None,
         )
         for reward in items
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -22,3 +23,19 @@ class Annotated:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a view is read-only")
+
+
+class Redacted(Annotated):
+    """An `Annotated` view without the `hidden` attributes: a schema dumping it leaves them out
+    (what a caller may not read is absent, not null)."""
+
+    __slots__ = ("_hidden",)
+
+    def __init__(self, row: Any, hidden: Iterable[str] = (), **extra: Any) -> None:
+        super().__init__(row, **extra)
+        object.__setattr__(self, "_hidden", frozenset(hidden))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in object.__getattribute__(self, "_hidden"):
+            raise AttributeError(name)
+        return super().__getattr__(name)

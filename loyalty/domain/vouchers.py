@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from loyalty.domain import audit
-from loyalty.domain.context import Actor
+from loyalty.domain.context import Actor, Limits
 from loyalty.domain.program import check_currency, get_program
 from loyalty.errors import (
     BelowMinSpend,
@@ -291,8 +291,16 @@ def list_for_member(
     return list(items), total
 
 
-def goodwill(session: Session, member_id: int, data: dict[str, Any], *, actor: Actor) -> Voucher:
-    """Staff issue a voucher after a complaint, valid from now; audit-logged with the reason."""
+def goodwill(
+    session: Session, member_id: int, data: dict[str, Any], *, actor: Actor, limits: Limits
+) -> Voucher:
+    """Staff issue a voucher after a complaint, valid from now; audit-logged with the reason.
+
+    Raises LimitExceeded (`value` above `limits.max_goodwill_amount`, or for a percentage
+    `max_goodwill_percent`), NotFound.
+    """
+    ceiling = "max_goodwill_percent" if data["kind"] == "percent" else "max_goodwill_amount"
+    limits.check(ceiling, data["value"], field="value")
     voucher = issue_on_terms(
         session,
         member_id,

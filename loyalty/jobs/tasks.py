@@ -1,8 +1,9 @@
 """The jobs. Each runs in an app context (see `queue.Jobs`), owns its transactions, and is safe to
 run twice or after a crash. Periodic ones (UTC):
 
-    stripe_sweep        every minute   the Stripe mirror of what stayed pending; coupons of
-                                       expired vouchers
+    stripe_sweep        every minute   the Stripe mirror of what stayed pending, of vouchers
+                                       now valid, of expired ones, of ones without a
+                                       promotion code
     campaign_sweep      every minute   campaigns whose job was lost
     release_expired     every minute   reservations past their time give their points back
     prune_idempotency   hourly (:17)   Idempotency-Key records older than the TTL (≥ 24 h)
@@ -44,18 +45,21 @@ def _stripe() -> stripe_integration.StripeConfig:
 
 
 def mirror_vouchers(voucher_ids: list[int]) -> dict[str, int]:
-    """The Stripe coupons of these vouchers brought in line with them. Raises MirrorFailed when
-    a call failed: the voucher stays pending, Huey retries the job, and once its retries are
-    spent the sweep hands it to a new job after LOYALTY_JOB_GRACE_SECONDS."""
+    """The Stripe coupons and promotion codes of these vouchers brought in line with them (a
+    voucher valid from a later time is `scheduled`). Raises MirrorFailed when a call failed: the
+    voucher stays pending, Huey retries the job, and once its retries are spent the sweep hands
+    it to a new job after LOYALTY_JOB_GRACE_SECONDS."""
     counts = stripe_integration.mirror(db.session(), _stripe(), voucher_ids)
     if counts["failed"]:
-        raise MirrorFailed(f"{counts['failed']} of {len(voucher_ids)} coupon calls failed")
+        failed, total = counts["failed"], len(voucher_ids)
+        raise MirrorFailed(f"Stripe calls failed for {failed} of {total} vouchers")
     return counts
 
 
 def stripe_sweep() -> int:
     """Mirror jobs for the vouchers pending for longer than the grace (their job was lost, or
-    gave up) and for expired vouchers whose coupon is still there. Returns how many."""
+    gave up), scheduled ones that are now valid, expired ones whose coupon is still there, and
+    synced ones without a promotion code (see `stripe_integration.due`). Returns how many."""
     if not _stripe().enabled:
         return 0
     grace = current_app.config["LOYALTY_JOB_GRACE_SECONDS"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loyalty.models.base import Base
@@ -18,21 +18,43 @@ class ApiClient(Base):
     """A caller with an API key. Only the SHA-256 of the key is stored."""
 
     __tablename__ = "api_clients"
+    __table_args__ = (
+        # a revoked client's name may be given to a new one
+        Index(
+            "uq_api_clients_name_active",
+            "name",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(12))
     scopes: Mapped[list[str]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the key before the last rotation, accepted until `previous_key_expires_at`
+    previous_key_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    previous_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class IdempotencyRecord(Base):
     """The stored response of a POST sent with an Idempotency-Key, committed with its effect."""
 
     __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("api_client_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("api_client_id", "key"),
+        # found when the member is erased; most records (purchases) have none: kept out
+        Index(
+            "ix_idempotency_records_member_id",
+            "member_id",
+            postgresql_where=text("member_id IS NOT NULL"),
+            sqlite_where=text("member_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     api_client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
@@ -41,6 +63,9 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    #: the one member whose rows the request wrote (no foreign key: a tag that erasure looks
+    #: up, pruned with the record)
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditEntry(Base):

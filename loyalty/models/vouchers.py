@@ -58,12 +58,16 @@ class Voucher(Base):
     discount_given: Mapped[int | None] = mapped_column(BigInteger)
     api_client_id: Mapped[int | None] = mapped_column(ForeignKey("api_clients.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    #: The Stripe coupon mirror: NULL (Stripe off, or not tried yet), pending (to create, or a
-    #: failed try: see stripe_error), synced, deleted (after use, voiding or expiry).
+    #: The Stripe mirror (a coupon and a promotion code): NULL (Stripe off, or not tried yet),
+    #: pending (to create, or a failed try: see stripe_error), scheduled (valid from a later
+    #: time: created then), synced, deleted (after use, voiding or expiry).
     stripe_status: Mapped[str | None] = mapped_column(String(10))
     stripe_error: Mapped[str | None] = mapped_column(String(500))
     #: When stripe_status was last set or tried (the sweep retries a pending one after a grace).
     stripe_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The id of its Stripe promotion code (`promo_…`, whose customer-facing code is the
+    #: voucher's), kept after it is deactivated: a webhook's discount names it.
+    stripe_promotion_code_id: Mapped[str | None] = mapped_column(String(255), index=True)
 
     @property
     def state(self) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import marshmallow as ma
+from marshmallow import validate
 
-from loyalty.schemas.common import BalanceSchema, Bool, CardNumber, Schema, Str
+from loyalty.schemas.common import BalanceSchema, Bool, CardNumber, QueryArgs, Reason, Schema, Str
 
 
 class CardBriefSchema(Schema):
@@ -12,13 +13,21 @@ class CardBriefSchema(Schema):
     status = ma.fields.String(required=True, metadata={"enum": ["active", "blocked"]})
 
 
+#: Contact and consent data, read by `admin` keys only: `pos` and `webshop` keys read the member
+#: as the card lookup shows it (name, tier, balance, cards), without these fields.
+ADMIN_ONLY_FIELDS = ("email", "phone", "marketing_consent", "external_ref")
+ADMIN_ONLY = {"description": "Present for admin keys only (absent for pos and webshop)"}
+
+
 class MemberSchema(Schema):
     id = ma.fields.Integer(required=True)
     name = ma.fields.String(allow_none=True, required=True)
-    email = ma.fields.String(allow_none=True, required=True)
-    phone = ma.fields.String(allow_none=True, required=True, metadata={"description": "E.164"})
-    marketing_consent = ma.fields.Boolean(required=True)
-    external_ref = ma.fields.String(allow_none=True, required=True)
+    email = ma.fields.String(allow_none=True, metadata=ADMIN_ONLY)
+    phone = ma.fields.String(
+        allow_none=True, metadata={"description": f"E.164. {ADMIN_ONLY['description']}"}
+    )
+    marketing_consent = ma.fields.Boolean(metadata=ADMIN_ONLY)
+    external_ref = ma.fields.String(allow_none=True, metadata=ADMIN_ONLY)
     card_number = ma.fields.String(
         allow_none=True, required=True, metadata={"description": "The first active card"}
     )
@@ -27,6 +36,27 @@ class MemberSchema(Schema):
     tier = ma.fields.String(allow_none=True, required=True)
     created_at = ma.fields.AwareDateTime(required=True)
     erased_at = ma.fields.AwareDateTime(allow_none=True, required=True)
+
+
+class IssuedVoucherSchema(Schema):
+    """A voucher as the response that issued it lists it (for the receipt)."""
+
+    code = ma.fields.String(required=True, metadata={"example": "7GQ8-XMGK-8P"})
+    kind = ma.fields.String(required=True, metadata={"enum": ["welcome", "come_back"]})
+    discount_type = ma.fields.String(required=True, metadata={"enum": ["amount", "percent"]})
+    value = ma.fields.Integer(required=True)
+    currency = ma.fields.String(required=True)
+    min_spend = ma.fields.Integer(required=True)
+    valid_from = ma.fields.String(required=True, metadata={"format": "date-time"})
+    valid_until = ma.fields.String(required=True, metadata={"format": "date-time"})
+
+
+class EnrolledMemberSchema(MemberSchema):
+    vouchers_issued = ma.fields.List(
+        ma.fields.Nested(IssuedVoucherSchema),
+        required=True,
+        metadata={"description": "The welcome voucher enrolment issued ([] when none)"},
+    )
 
 
 class MemberDetailSchema(MemberSchema):
@@ -60,12 +90,20 @@ class MemberUpdateSchema(Schema):
     external_ref = Str(100, allow_none=True)
 
 
-class MemberSearchArgs(Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    email = Str(254)
-    phone = Str(40)
+class MemberSearchArgs(QueryArgs):
+    email = ma.fields.String(
+        validate=validate.Length(min=1, max=254),
+        metadata={"format": "email", "example": "ann@example.com"},
+    )
+    phone = ma.fields.String(
+        validate=validate.Length(min=1, max=40),
+        metadata={
+            "format": "phone",
+            "description": "+ and the country code (national digits when the server sets "
+            "LOYALTY_PHONE_REGION)",
+            "example": "+31612345678",
+        },
+    )
     card_number = CardNumber()
     q = Str(100, metadata={"description": "Part of the name, e-mail or phone"})
 
@@ -92,4 +130,4 @@ class CardIssueSchema(Schema):
 
 
 class CardBlockSchema(Schema):
-    reason = Str(500, allow_none=True, metadata={"example": "lost"})
+    reason = Reason(required=False, metadata={"example": "lost"})

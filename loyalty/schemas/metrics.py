@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from loyalty.schemas.common import Schema, Str
+from loyalty.schemas.common import ProgrammeDate, QueryArgs, Schema, Str
+
+#: The longest period the metrics compute, in days (ten years).
+MAX_PERIOD_DAYS = 3660
 
 
-class PeriodArgs(Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    start = ma.fields.Date(required=True, metadata={"description": "YYYY-MM-DD, inclusive (UTC)"})
-    end = ma.fields.Date(required=True, metadata={"description": "YYYY-MM-DD, inclusive (UTC)"})
+class PeriodArgs(QueryArgs):
+    start = ProgrammeDate(
+        required=True, metadata={"description": "YYYY-MM-DD, a UTC day; the period includes it"}
+    )
+    end = ProgrammeDate(
+        required=True,
+        metadata={
+            "description": "YYYY-MM-DD, a UTC day; the period includes it. Not before start, "
+            f"at most {MAX_PERIOD_DAYS} days after it"
+        },
+    )
 
     @ma.validates_schema
     def _ordered(self, data: dict, **_kwargs: object) -> None:
         if "start" in data and "end" in data:
             if data["end"] < data["start"]:
                 raise ma.ValidationError("end is before start.", "end")
-            if (data["end"] - data["start"]).days > 3660:
-                raise ma.ValidationError("At most 10 years.", "end")
+            if (data["end"] - data["start"]).days > MAX_PERIOD_DAYS:
+                raise ma.ValidationError(f"At most {MAX_PERIOD_DAYS} days (10 years).", "end")
 
 
 class RetentionArgs(PeriodArgs):
@@ -92,11 +100,8 @@ class FeedbackMetricsSchema(Schema):
     definitions = ma.fields.String(required=True)
 
 
-class SegmentArgs(Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    as_of = ma.fields.Date(
+class SegmentArgs(QueryArgs):
+    as_of = ProgrammeDate(
         required=True, metadata={"description": "YYYY-MM-DD (UTC): the window ends with this day"}
     )
 

@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import validate
 
 from loyalty.domain.program import currency_exponent
 from loyalty.errors import ValidationFailed
 from loyalty.models.program import ROUNDING_MODES
-from loyalty.schemas.common import Schema
+from loyalty.schemas.common import MAX_AMOUNT, Schema, Str
+
+#: Tier multipliers: more than 0, at most this, with at most two decimals (1.25).
+MAX_TIER_MULTIPLIER = 100
+MAX_TIERS = 20
+
+
+class StrictNumber(ma.fields.Float):
+    """A JSON number (integer or decimal), never a string or a boolean; kept as sent (2 stays
+    2, 1.5 stays 1.5)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid", input=value)
+        super()._deserialize(value, attr, data, **kwargs)  # refuses NaN and infinities
+        return value
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
+def _two_decimals_at_most(value: float) -> None:
+    if Decimal(repr(value)).as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ma.ValidationError("At most two decimals (1.25).")
+
+
+class TierSchema(Schema):
+    """A tier: members whose qualifying spend reaches `qualifying_spend` earn `multiplier` times
+    the base rate and get its `benefits`."""
+
+    name = Str(100, required=True, metadata={"example": "Gold"})
+    qualifying_spend = ma.fields.Integer(
+        strict=True,
+        required=True,
+        validate=validate.Range(min=0, max=MAX_AMOUNT),
+        metadata={"description": "Net spend (minor units) that reaches the tier", "example": 50000},
+    )
+    multiplier = StrictNumber(
+        required=True,
+        validate=[
+            validate.Range(min=0, max=MAX_TIER_MULTIPLIER, min_inclusive=False),
+            _two_decimals_at_most,
+        ],
+        metadata={"description": "Times the base earn rate (> 0, two decimals)", "example": 1.5},
+    )
+    benefits = ma.fields.List(
+        Str(200),
+        load_default=list,
+        validate=validate.Length(max=20),
+        metadata={"description": "What the tier offers, in words (for receipts and apps)"},
+    )
 
 
 class ProgramSchema(Schema):
@@ -25,7 +78,11 @@ class ProgramSchema(Schema):
     reservation_minutes = ma.fields.Integer(required=True)
     welcome_policy = ma.fields.Dict(allow_none=True, required=True)
     come_back_policy = ma.fields.Dict(allow_none=True, required=True)
-    tiers = ma.fields.List(ma.fields.Dict(), required=True)
+    tiers = ma.fields.List(
+        ma.fields.Nested(TierSchema),
+        required=True,
+        metadata={"description": "Ascending by qualifying_spend"},
+    )
 
 
 def _iso_4217(code: str) -> None:
@@ -42,13 +99,13 @@ class VoucherPolicySchema(Schema):
         metadata={"description": "amount: value in minor units; percent: 1-100"},
     )
     value = ma.fields.Integer(
-        strict=True, required=True, validate=validate.Range(min=1, max=10**12)
+        strict=True, required=True, validate=validate.Range(min=1, max=MAX_AMOUNT)
     )
     valid_days = ma.fields.Integer(
         strict=True, required=True, validate=validate.Range(min=1, max=3650)
     )
     min_spend = ma.fields.Integer(
-        strict=True, load_default=0, validate=validate.Range(min=0, max=10**12)
+        strict=True, load_default=0, validate=validate.Range(min=0, max=MAX_AMOUNT)
     )
 
     @ma.validates_schema
@@ -59,7 +116,7 @@ class VoucherPolicySchema(Schema):
 
 class ComeBackPolicySchema(VoucherPolicySchema):
     min_purchase = ma.fields.Integer(
-        strict=True, load_default=0, validate=validate.Range(min=0, max=10**12)
+        strict=True, load_default=0, validate=validate.Range(min=0, max=MAX_AMOUNT)
     )
     holdout_percent = ma.fields.Integer(
         strict=True,
@@ -90,4 +147,20 @@ class ProgramUpdateSchema(Schema):
     )
     come_back_policy = ma.fields.Nested(
         ComeBackPolicySchema, allow_none=True, metadata={"description": "null turns it off"}
+    )
+    currency_exponent = ma.fields.Integer(
+        strict=True,
+        validate=validate.Range(min=0, max=4),  # ISO 4217 minor units: 0 (JPY) to 4 (CLF)
+        metadata={
+            "description": "Read-only, it follows currency: accepted when it is the current "
+            "value (as GET gives it) or the new currency's; anything else is refused"
+        },
+    )
+    tiers = ma.fields.List(
+        ma.fields.Nested(TierSchema),
+        validate=validate.Length(max=MAX_TIERS),
+        metadata={
+            "description": "The whole tier table (replaces the current one; [] for none): "
+            "unique names, qualifying_spend strictly ascending"
+        },
     )

@@ -16,12 +16,16 @@ from loyalty.schemas.common import (
     CardNumber,
     Id,
     ProblemSchema,
+    ProgrammeDateTime,
+    Reason,
     Schema,
     Str,
 )
+from loyalty.schemas.vouchers import RefusalSchema
 
 MAX_LINES = 500
 MAX_BATCH = 500
+MAX_QUANTITY = 10**6
 
 
 def Amount(**kwargs: object) -> ma.fields.Integer:
@@ -45,7 +49,7 @@ class LineSchema(Schema):
     sku = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
     category = Str(64, allow_none=True)
     quantity = ma.fields.Integer(
-        strict=True, required=True, validate=validate.Range(min=1, max=10**6)
+        strict=True, required=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
     )
     unit_price = Amount(required=True)
 
@@ -63,7 +67,7 @@ class PurchaseCreateSchema(MemberRefMixin):
     )
     amount = Amount(required=True)
     currency = Currency(required=True)
-    occurred_at = ma.fields.AwareDateTime(metadata={"description": "Default: now"})
+    occurred_at = ProgrammeDateTime(metadata={"description": "Default: now"})
     store_id = Str(100, allow_none=True)
     lines = ma.fields.List(ma.fields.Nested(LineSchema), validate=validate.Length(max=MAX_LINES))
     voucher_codes = ma.fields.List(
@@ -154,7 +158,7 @@ class PurchaseDetailSchema(PurchaseResultSchema):
 class ReturnLineSchema(Schema):
     sku = ma.fields.String(required=True, validate=validate.Length(min=1, max=64))
     quantity = ma.fields.Integer(
-        strict=True, required=True, validate=validate.Range(min=1, max=10**6)
+        strict=True, required=True, validate=validate.Range(min=1, max=MAX_QUANTITY)
     )
     unit_price = Amount()
 
@@ -167,9 +171,15 @@ class ReturnCreateSchema(Schema):
         validate=validate.Range(min=1, max=MAX_AMOUNT),
         metadata={"description": "Refunded amount, minor units"},
     )
-    occurred_at = ma.fields.AwareDateTime(metadata={"description": "Default: now"})
+    currency = Currency()
+    occurred_at = ProgrammeDateTime(metadata={"description": "Default: now"})
     lines = ma.fields.List(
-        ma.fields.Nested(ReturnLineSchema), validate=validate.Length(max=MAX_LINES)
+        ma.fields.Nested(ReturnLineSchema),
+        validate=validate.Length(max=MAX_LINES),
+        metadata={
+            "description": "Skus of the purchase's lines, in quantities not above what is left "
+            "of them to return"
+        },
     )
 
 
@@ -188,13 +198,51 @@ class AwardSchema(Schema):
     reason = ma.fields.String(required=True)
 
 
+class QuoteVoucherSchema(Schema):
+    code = ma.fields.String(
+        required=True, metadata={"description": "As printed (ABCD-EFGH-JK); as sent if unknown"}
+    )
+    applicable = ma.fields.Boolean(required=True)
+    discount = ma.fields.Integer(
+        allow_none=True, required=True, metadata={"description": "What it takes off (minor units)"}
+    )
+    refusal = ma.fields.Nested(
+        RefusalSchema,
+        allow_none=True,
+        required=True,
+        metadata={"description": "Why not: the code redeeming it would get (null when it applies)"},
+    )
+
+
 class QuoteRewardSchema(Schema):
     reward_id = ma.fields.Integer(required=True)
-    name = ma.fields.String()
-    points_cost = ma.fields.Integer()
-    benefit = ma.fields.Dict()
+    name = ma.fields.String(metadata={"description": "Absent for an unknown reward"})
+    points_cost = ma.fields.Integer(metadata={"description": "Absent for an unknown reward"})
+    benefit = ma.fields.Dict(metadata={"description": "Absent for an unknown reward"})
     available = ma.fields.Boolean(required=True, metadata={"description": "Active now"})
     affordable = ma.fields.Boolean(required=True, metadata={"description": "Redeemable now"})
+    applicable = ma.fields.Boolean(
+        required=True, metadata={"description": "A redemption now would be accepted"}
+    )
+    points = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Points the redemption would take (null when refused)"},
+    )
+    discount = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "What it takes off this basket (minor units); a free item's unit "
+            "price when the lines hold its sku, else null; null when refused"
+        },
+    )
+    refusal = ma.fields.Nested(
+        RefusalSchema,
+        allow_none=True,
+        required=True,
+        metadata={"description": "Why not: the code POST /redemptions would get (null if none)"},
+    )
 
 
 class QuoteResultSchema(Schema):
@@ -205,7 +253,11 @@ class QuoteResultSchema(Schema):
     awards = ma.fields.List(ma.fields.Nested(AwardSchema), required=True)
     balance = ma.fields.Nested(BalanceSchema, required=True)
     balance_after = ma.fields.Nested(BalanceSchema, required=True)
-    vouchers = ma.fields.List(ma.fields.Dict(), required=True)
+    vouchers = ma.fields.List(
+        ma.fields.Nested(QuoteVoucherSchema),
+        required=True,
+        metadata={"description": "One per voucher_codes entry, in that order"},
+    )
     rewards = ma.fields.List(ma.fields.Nested(QuoteRewardSchema), required=True)
 
 
@@ -218,7 +270,7 @@ class AdjustmentSchema(Schema):
             validate.NoneOf([0], error="An adjustment moves at least one point."),
         ],
     )
-    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Reason(metadata={"description": "Kept as the entry's note; not blank"})
 
 
 class AdjustmentResultSchema(LedgerEntrySchema):

@@ -6,7 +6,17 @@ import marshmallow as ma
 from marshmallow import validate
 
 from loyalty.models import REDEMPTION_STATUSES, REWARD_KINDS
-from loyalty.schemas.common import MAX_AMOUNT, BalanceSchema, Bool, CardNumber, Id, Schema, Str
+from loyalty.schemas.common import (
+    MAX_AMOUNT,
+    BalanceSchema,
+    Bool,
+    CardNumber,
+    Id,
+    ProgrammeDateTime,
+    QueryArgs,
+    Schema,
+    Str,
+)
 from loyalty.schemas.purchases import MemberRefMixin
 
 
@@ -49,8 +59,8 @@ class _RewardFields(Schema):
         strict=True, allow_none=True, validate=validate.Range(min=1, max=MAX_AMOUNT)
     )
     sku = Str(64, allow_none=True)
-    active_from = ma.fields.AwareDateTime(allow_none=True)
-    active_until = ma.fields.AwareDateTime(allow_none=True)
+    active_from = ProgrammeDateTime(allow_none=True)
+    active_until = ProgrammeDateTime(allow_none=True)
     stock = ma.fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(min=0, max=10**9)
     )
@@ -59,25 +69,28 @@ class _RewardFields(Schema):
     )
 
 
+#: The most points a reward may cost.
+MAX_POINTS_COST = 10**9
+
+
 class RewardCreateSchema(_RewardFields):
     name = ma.fields.String(required=True, validate=validate.Length(min=1, max=200))
     kind = ma.fields.String(required=True, validate=validate.OneOf(REWARD_KINDS))
     points_cost = ma.fields.Integer(
-        strict=True, required=True, validate=validate.Range(min=1, max=10**9)
+        strict=True, required=True, validate=validate.Range(min=1, max=MAX_POINTS_COST)
     )
 
 
 class RewardUpdateSchema(_RewardFields):
     name = ma.fields.String(validate=validate.Length(min=1, max=200))
     kind = ma.fields.String(validate=validate.OneOf(REWARD_KINDS))
-    points_cost = ma.fields.Integer(strict=True, validate=validate.Range(min=1, max=10**9))
+    points_cost = ma.fields.Integer(
+        strict=True, validate=validate.Range(min=1, max=MAX_POINTS_COST)
+    )
     active = Bool()
 
 
-class CatalogueArgs(Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
+class CatalogueArgs(QueryArgs):
     member_id = Id()
     card_number = CardNumber()
 
@@ -92,7 +105,17 @@ class RedemptionConfirmSchema(Schema):
     purchase_external_id = ma.fields.String(
         allow_none=True,
         validate=validate.Length(min=1, max=255),
-        metadata={"description": "Links the redemption to this client's purchase"},
+        metadata={
+            "description": "Links the redemption to this client's purchase of this external_id, "
+            "or else to the purchase a Stripe webhook recorded for this PaymentIntent id (pi_...)"
+        },
+    )
+    purchase_id = Id(
+        allow_none=True,
+        metadata={
+            "description": "Links the redemption to this purchase (recorded by this client or "
+            "by a Stripe webhook)"
+        },
     )
 
 

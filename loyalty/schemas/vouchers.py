@@ -6,7 +6,7 @@ import marshmallow as ma
 from marshmallow import validate
 
 from loyalty.models import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, DISCOUNT_TYPES, VOUCHER_KINDS
-from loyalty.schemas.common import MAX_AMOUNT, Bool, CardNumber, Id, Schema, Str
+from loyalty.schemas.common import MAX_AMOUNT, Bool, CardNumber, Id, QueryArgs, Reason, Schema
 
 
 class RefusalSchema(Schema):
@@ -37,7 +37,10 @@ class VoucherSchema(Schema):
     created_at = ma.fields.AwareDateTime(required=True)
     stripe_status = ma.fields.String(
         allow_none=True,
-        metadata={"description": "Stripe coupon mirror: null (off), pending, synced, deleted"},
+        metadata={
+            "description": "Stripe mirror (coupon and promotion code): null (off), pending, "
+            "scheduled, synced, deleted"
+        },
     )
 
 
@@ -49,11 +52,8 @@ class VoucherCheckSchema(VoucherSchema):
     refusal = ma.fields.Nested(RefusalSchema, allow_none=True)
 
 
-class VoucherCheckArgs(Schema):
-    class Meta:
-        unknown = ma.EXCLUDE
-
-    amount = ma.fields.Integer(validate=validate.Range(min=0, max=MAX_AMOUNT))
+class VoucherCheckArgs(QueryArgs):
+    amount = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_AMOUNT))
     member_id = Id()
 
 
@@ -68,7 +68,7 @@ class VoucherRedeemSchema(Schema):
 
 
 class VoucherVoidSchema(Schema):
-    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Reason()
 
 
 class VoucherRedeemResultSchema(Schema):
@@ -90,7 +90,7 @@ class GoodwillSchema(Schema):
     valid_days = ma.fields.Integer(
         strict=True, required=True, validate=validate.Range(min=1, max=3650)
     )
-    reason = ma.fields.String(required=True, validate=validate.Length(min=1, max=500))
+    reason = Reason()
     min_spend = ma.fields.Integer(
         strict=True, load_default=0, validate=validate.Range(min=0, max=MAX_AMOUNT)
     )
@@ -102,7 +102,7 @@ class GoodwillSchema(Schema):
 
 
 class WinBackSchema(GoodwillSchema):
-    reason = Str(500, allow_none=True)
+    reason = Reason(required=False)
     inactive_days = ma.fields.Integer(
         strict=True, required=True, validate=validate.Range(min=1, max=3650)
     )

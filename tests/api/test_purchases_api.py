@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from loyalty.domain import idempotency, purchases
 from loyalty.extensions import db
-from loyalty.models import IdempotencyRecord, LedgerEntry, Purchase
+from loyalty.models import ApiClient, IdempotencyRecord, LedgerEntry, Purchase, Return
 
 
 @pytest.fixture
@@ -349,8 +349,16 @@ def test_a_repeated_external_id_for_another_member_is_409_member_id(client, pos,
 
 
 def test_a_repeated_return_external_id_with_other_fields_is_409(client, pos, member) -> None:
-    p1 = client.post("/api/v1/purchases", json=sale(member, "p1", 1000), headers=pos).json
-    p2 = client.post("/api/v1/purchases", json=sale(member, "p2", 1000), headers=pos).json
+    lines = [
+        {"sku": "A", "quantity": 2, "unit_price": 300},
+        {"sku": "B", "quantity": 1, "unit_price": 400},
+    ]
+    p1 = client.post(
+        "/api/v1/purchases", json=sale(member, "p1", 1000, lines=lines), headers=pos
+    ).json
+    p2 = client.post(
+        "/api/v1/purchases", json=sale(member, "p2", 1000, lines=lines), headers=pos
+    ).json
     body = {"external_id": "ret", "amount": 400, "lines": [{"sku": "A", "quantity": 1}]}
     ok = client.post(f"/api/v1/purchases/{p1['id']}/returns", json=body, headers=pos)
     same = client.post(f"/api/v1/purchases/{p1['id']}/returns", json=body, headers=pos)
@@ -386,3 +394,155 @@ def test_batch_rejections_have_the_problem_shape(client, pos, member) -> None:
         assert set(error) == {"type", "title", "status", "detail", "code", "errors"}
         assert (error["status"], error["code"]) == (422, code)
         assert error["type"] == f"urn:loyalty:problem:{code}"
+
+
+# returns: the contract as written ---------------------------------------------------------------
+LINES = [
+    {"sku": "A", "quantity": 2, "unit_price": 300},
+    {"sku": "B", "quantity": 1, "unit_price": 400},
+    {"sku": "A", "quantity": 1, "unit_price": 250},  # the same sku on a second line
+]
+
+
+def returned(client, pos, purchase_id: int) -> tuple[int, int, list[str]]:
+    """(returned_amount, points_reversed, the returns' external_ids) as GET /purchases shows."""
+    p = client.get(f"/api/v1/purchases/{purchase_id}", headers=pos).json
+    return p["returned_amount"], p["points_reversed"], [r["external_id"] for r in p["returns"]]
+
+
+def test_a_return_is_not_dated_before_its_purchase(client, pos, member) -> None:
+    bought = datetime.now(UTC) - timedelta(days=2)
+    p = client.post(
+        "/api/v1/purchases",
+        json=sale(member, "p-1", 1000, occurred_at=bought.isoformat()),
+        headers=pos,
+    ).json
+    url = f"/api/v1/purchases/{p['id']}/returns"
+    early = {
+        "external_id": "r-1",
+        "amount": 100,
+        "occurred_at": (bought - timedelta(seconds=1)).isoformat(),
+    }
+    r = client.post(url, json=early, headers=pos)
+    assert (r.status_code, r.json["code"]) == (422, "return_before_purchase")
+    assert list(r.json["errors"]) == ["occurred_at"]
+    assert returned(client, pos, p["id"]) == (0, 0, [])
+
+    same_moment = {**early, "occurred_at": bought.isoformat()}
+    ok = client.post(url, json=same_moment, headers=pos)
+    assert ok.status_code == 201 and ok.json["points_reversed"] == 1
+    assert datetime.fromisoformat(ok.json["occurred_at"]) == bought
+
+
+def test_a_return_without_a_date_of_a_purchase_dated_ahead_is_dated_at_the_purchase(
+    client, pos, member
+) -> None:
+    """A till's clock may run ahead (up to 24 h): the return's default date is then not now."""
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    p = client.post(
+        "/api/v1/purchases",
+        json=sale(member, "p-1", 1000, occurred_at=ahead.isoformat()),
+        headers=pos,
+    ).json
+    r = client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "r-1", "amount": 1000},
+        headers=pos,
+    )
+    assert r.status_code == 201 and datetime.fromisoformat(r.json["occurred_at"]) == ahead
+
+
+def test_return_lines_name_skus_of_the_purchase_in_quantities_still_left(
+    client, pos, member
+) -> None:
+    p = client.post(
+        "/api/v1/purchases", json=sale(member, "p-1", 1250, lines=LINES), headers=pos
+    ).json
+    url = f"/api/v1/purchases/{p['id']}/returns"
+
+    def ret(external_id: str, *lines: tuple[str, int]):
+        body = {
+            "external_id": external_id,
+            "amount": 100,
+            "lines": [{"sku": sku, "quantity": q} for sku, q in lines],
+        }
+        return client.post(url, json=body, headers=pos)
+
+    r = ret("r-0", ("A", 1), ("C", 1), ("D", 2))
+    assert (r.status_code, r.json["code"]) == (422, "sku_not_in_purchase")
+    assert set(r.json["errors"]) == {"lines.1.sku", "lines.2.sku"}
+    r = ret("r-0", ("A", 4))  # 3 of A were bought (over two lines)
+    assert (r.status_code, r.json["code"]) == (422, "return_exceeds_purchase")
+    assert r.json["errors"] == {"lines.0.quantity": ["3 of sku 'A' left to return, not 4."]}
+    assert returned(client, pos, p["id"]) == (0, 0, [])
+
+    assert ret("r-1", ("A", 2)).status_code == 201
+    r = ret("r-2", ("A", 1), ("B", 1), ("A", 1))  # one A left: the second A line is one too many
+    assert (r.status_code, r.json["code"]) == (422, "return_exceeds_purchase")
+    assert r.json["errors"] == {"lines.2.quantity": ["0 of sku 'A' left to return, not 1."]}
+    assert ret("r-2", ("A", 1), ("B", 1)).status_code == 201
+    r = ret("r-3", ("B", 1))
+    assert r.status_code == 422 and r.json["errors"] == {
+        "lines.0.quantity": ["0 of sku 'B' left to return, not 1."]
+    }
+    assert ret("r-3").status_code == 201  # without lines: the amount alone is checked
+    assert returned(client, pos, p["id"]) == (300, 2, ["r-1", "r-2", "r-3"])  # 12 × 300 // 1250
+    again = ret("r-2", ("A", 1), ("B", 1))  # a retry of a return is answered, not re-checked
+    assert again.status_code == 200 and again.json["external_id"] == "r-2"
+
+    plain = client.post("/api/v1/purchases", json=sale(member, "p-2", 1000), headers=pos).json
+    r = client.post(
+        f"/api/v1/purchases/{plain['id']}/returns",
+        json={"external_id": "r-9", "amount": 100, "lines": [{"sku": "A", "quantity": 1}]},
+        headers=pos,
+    )
+    assert r.status_code == 422 and r.json["errors"] == {
+        "lines.0.sku": ["The purchase has no line with sku 'A'."]
+    }
+
+
+@pytest.mark.parametrize(("currency", "status"), [("EUR", 201), ("eur", 201), ("USD", 422)])
+def test_a_return_may_state_its_currency_which_must_be_the_purchases(
+    client, pos, member, currency, status
+) -> None:
+    p = client.post("/api/v1/purchases", json=sale(member, "p-1", 1000), headers=pos).json
+    r = client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "r-1", "amount": 500, "currency": currency},
+        headers=pos,
+    )
+    assert r.status_code == status
+    if status == 422:
+        assert r.json["code"] == "currency_mismatch" and list(r.json["errors"]) == ["currency"]
+        assert returned(client, pos, p["id"]) == (0, 0, [])
+    else:
+        assert r.json["points_reversed"] == 5 and r.json["balance"]["points"] == 5
+
+
+def test_bought_online_returned_in_a_shop_is_recorded_under_the_shop(
+    app, client, api_key, pos, member
+) -> None:
+    webshop = api_key("webshop", name="webshop")
+    p = client.post("/api/v1/purchases", json=sale(member, "web-1", 2000), headers=webshop).json
+    r = client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "web-1", "amount": 2000},
+        headers=pos,
+    )
+    assert r.status_code == 201 and r.json["points_reversed"] == 20
+    detail = client.get(f"/api/v1/purchases/{p['id']}", headers=webshop).json
+    assert [(e["kind"], e["points"], e["actor"]) for e in detail["ledger_entries"]] == [
+        ("earn", 20, "webshop"),
+        ("reverse", -20, "till"),
+    ]
+    with app.app_context():
+        ret = db.session.get(Return, r.json["id"])
+        assert ret is not None
+        assert db.session.get(ApiClient, ret.api_client_id).name == "till"
+    # the shop's return numbers are its own: the webshop may use the same external_id
+    r = client.post(
+        f"/api/v1/purchases/{p['id']}/returns",
+        json={"external_id": "web-1", "amount": 1},
+        headers=webshop,
+    )
+    assert (r.status_code, r.json["code"]) == (422, "return_exceeds_purchase")

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from loyalty.extensions import db
-from loyalty.models import Redemption
+from loyalty.models import Purchase, Redemption
+from tests import factories
 
 
 @pytest.fixture
@@ -300,8 +301,23 @@ def test_the_quote_says_which_rewards_the_member_can_afford(client, admin, pos, 
             "available": True,
             "affordable": False,
             "benefit": {"kind": "free_item", "value": None, "currency": None, "sku": "COFFEE"},
+            "applicable": False,
+            "points": None,
+            "discount": None,
+            "refusal": {
+                "code": "insufficient_points",
+                "detail": "1000 points needed, 500 available.",
+            },
         },
-        {"reward_id": 999, "available": False, "affordable": False},
+        {
+            "reward_id": 999,
+            "available": False,
+            "affordable": False,
+            "applicable": False,
+            "points": None,
+            "discount": None,
+            "refusal": {"code": "not_found", "detail": "No reward 999."},
+        },
     ]
 
 
@@ -369,3 +385,158 @@ def test_on_the_demo_data_a_till_and_a_webshop_redeem(runner, client) -> None:
         "held": 0,
         "available": 700,
     }
+
+
+def test_reports_reads_the_catalogue_but_learns_nothing_about_a_member(
+    client, admin, pos, api_key, member
+) -> None:
+    """A reporting key may read the catalogue; naming a member is refused with 403 before any
+    lookup, so an existing member, an unknown one and a blocked card all read the same."""
+    reports = api_key("reports")
+    cheap = reward(client, admin, name="cheap", points_cost=100)["id"]
+    r = client.get("/api/v1/rewards", headers=reports)
+    assert r.status_code == 200
+    assert [(x["id"], x["affordable"]) for x in r.json] == [(cheap, None)]
+
+    unknown_card = "9900000000000002"  # Luhn-valid, nobody's
+    answers = []
+    for query in (
+        f"card_number={member['card_number']}",
+        f"card_number={unknown_card}",
+        f"member_id={member['id']}",
+        "member_id=999999",
+    ):
+        r = client.get(f"/api/v1/rewards?{query}", headers=reports)
+        assert (r.status_code, r.json["code"]) == (403, "forbidden"), query
+        assert list(r.json["errors"]) == [query.split("=")[0]]
+        assert "affordable" not in r.text
+        answers.append((r.status_code, r.json["detail"]))
+    assert len(set(answers)) == 1  # no answer tells one member from another
+
+    r = client.get(f"/api/v1/rewards?card_number={member['card_number']}", headers=pos)
+    assert r.status_code == 200 and [(x["id"], x["affordable"]) for x in r.json] == [(cheap, True)]
+    r = client.get(f"/api/v1/rewards?card_number={unknown_card}", headers=pos)
+    assert (r.status_code, r.json["code"]) == (404, "not_found")
+    # a key with reports and pos may name a member: the pos scope allows it
+    both = api_key("reports", "pos")
+    r = client.get(f"/api/v1/rewards?card_number={member['card_number']}", headers=both)
+    assert r.status_code == 200 and r.json[0]["affordable"] is True
+
+
+# whose reservation it is -----------------------------------------------------------------------
+def test_a_reservation_is_read_confirmed_or_cancelled_only_by_the_client_that_made_it(
+    client, admin, pos, api_key, member
+) -> None:
+    """Another client gets the 404 of a redemption that does not exist (not even its existence
+    leaks); an admin key may act on any."""
+    webshop = api_key("webshop", name="webshop")
+    other_shop = api_key("webshop", name="other-shop")
+    r_id = reward(client, admin, points_cost=100)["id"]
+    mine = redeem(client, webshop, member, r_id).json
+    missing = client.get("/api/v1/redemptions/999999", headers=webshop).json
+    for stranger in (pos, other_shop):
+        for method, path in [
+            ("get", ""),
+            ("post", "/confirm"),
+            ("post", "/cancel"),
+        ]:
+            r = getattr(client, method)(f"/api/v1/redemptions/{mine['id']}{path}", headers=stranger)
+            assert (r.status_code, r.json["code"]) == (404, "not_found"), (method, path)
+            assert r.json["errors"] == {"redemption_id": [f"No redemption {mine['id']}."]}
+            assert r.json["title"] == missing["title"]
+    assert balance(client, pos, member) == {"points": 500, "held": 100, "available": 400}
+
+    r = client.post(f"/api/v1/redemptions/{mine['id']}/confirm", headers=webshop)
+    assert r.status_code == 200 and r.json["status"] == "redeemed"
+    second = redeem(client, webshop, member, r_id).json
+    assert client.get(f"/api/v1/redemptions/{second['id']}", headers=admin).status_code == 200
+    r = client.post(f"/api/v1/redemptions/{second['id']}/cancel", headers=admin)
+    assert r.status_code == 200 and r.json["status"] == "released"
+    assert balance(client, pos, member) == {"points": 400, "held": 0, "available": 400}
+
+
+STRIPE_SECRET = "whsec_rewards_test"
+
+
+def stripe_payment(app, client, member: dict, payment_intent: str, amount: int) -> int:
+    """A payment_intent.succeeded for the member; the id of the purchase it recorded."""
+    obj = factories.stripe_payment_intent(payment_intent, member["id"], amount)
+    r = factories.post_stripe_event(client, STRIPE_SECRET, "payment_intent.succeeded", obj)
+    assert r.status_code == 200, r.json
+    with app.app_context():
+        purchase_id = db.session.scalar(
+            select(Purchase.id).where(Purchase.external_id == payment_intent)
+        )
+    assert purchase_id is not None, r.json
+    return purchase_id
+
+
+def test_a_webshop_confirms_against_the_purchase_a_stripe_webhook_recorded(
+    app, client, admin, pos, api_key, member, runner, monkeypatch
+) -> None:
+    """Reserve at checkout, the customer pays with Stripe, Stripe's webhook records the purchase,
+    the webshop confirms against it: by the PaymentIntent id or by the purchase id. A refund of
+    the whole payment then gives the rewards' points back."""
+    monkeypatch.setitem(app.config, "STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+    webshop = api_key("webshop", name="webshop")
+    r_id = reward(client, admin, points_cost=100)["id"]
+    paid = stripe_payment(app, client, member, "pi_3PaidWithStripe", 5000)  # +50 → 550
+
+    def confirm(body: dict) -> tuple[int, object]:
+        red = redeem(client, webshop, member, r_id).json
+        url = f"/api/v1/redemptions/{red['id']}/confirm"
+        return red["id"], client.post(url, json=body, headers=webshop)
+
+    _, by_intent = confirm({"purchase_external_id": "pi_3PaidWithStripe"})
+    assert by_intent.status_code == 200, by_intent.json
+    assert (by_intent.json["status"], by_intent.json["purchase_id"]) == ("redeemed", paid)
+    _, by_id = confirm({"purchase_id": paid})
+    assert by_id.status_code == 200 and by_id.json["purchase_id"] == paid
+    assert balance(client, pos, member) == {"points": 350, "held": 0, "available": 350}
+
+    # purchases of other clients stay theirs; two names must name one purchase
+    sale = {"external_id": "till-1", "member_id": member["id"], "amount": 100, "currency": "EUR"}
+    at_till = client.post("/api/v1/purchases", json=sale, headers=pos).json["id"]  # +1
+    own = {**sale, "external_id": "own-1"}
+    assert client.post("/api/v1/purchases", json=own, headers=webshop).status_code == 201  # +1
+    other = client.post("/api/v1/members", json={"name": "Bo"}, headers=pos).json
+    theirs = stripe_payment(app, client, other, "pi_3SomeoneElse", 1000)
+    for body, status, code, field in [
+        ({"purchase_id": at_till}, 404, "not_found", "purchase_id"),
+        ({"purchase_external_id": "till-1"}, 404, "not_found", "purchase_external_id"),
+        (
+            {"purchase_id": paid, "purchase_external_id": "own-1"},
+            422,
+            "validation_error",
+            "purchase_id",
+        ),
+        ({"purchase_id": theirs}, 422, "member_mismatch", "purchase_id"),
+        (
+            {"purchase_external_id": "pi_3SomeoneElse"},
+            422,
+            "member_mismatch",
+            "purchase_external_id",
+        ),
+    ]:
+        red_id, r = confirm(body)
+        assert (r.status_code, r.json["code"], list(r.json["errors"])) == (status, code, [field]), (
+            body
+        )
+        state = client.get(f"/api/v1/redemptions/{red_id}", headers=webshop).json["status"]
+        assert state == "reserved"
+        client.post(f"/api/v1/redemptions/{red_id}/cancel", headers=webshop)
+    assert balance(client, pos, member) == {"points": 352, "held": 0, "available": 352}
+
+    refund = {
+        "id": "ch_3PaidWithStripe",
+        "object": "charge",
+        "payment_intent": "pi_3PaidWithStripe",
+        "currency": "eur",
+        "amount_refunded": 5000,
+        "refunds": {"data": [{"id": "re_1", "amount": 5000}]},
+    }
+    r = factories.post_stripe_event(client, STRIPE_SECRET, "charge.refunded", refund)
+    assert r.status_code == 200, r.json
+    # -50 for the refund, +100 for each reward redeemed on the payment
+    assert balance(client, pos, member) == {"points": 502, "held": 0, "available": 502}
+    verify(runner)

@@ -74,6 +74,35 @@ def test_prune_idempotency_keeps_keys_at_least_24_hours(
     assert kept == ({"new", "day-old", "older"} if ttl_hours == 48 else {"new", "day-old"})
 
 
+def test_the_workers_scheduler_prunes_idempotency_records_at_its_time(
+    app, client, pos, queue
+) -> None:
+    """`flask loyalty worker`'s consumer runs the periodic jobs: at :17 its scheduler enqueues
+    prune_idempotency, which deletes the records past the TTL (stored responses, personal data
+    in them included, do not stay for ever)."""
+    for key in ("old", "new"):
+        client.post(
+            "/api/v1/members", json={"name": "Ann"}, headers={**pos, "Idempotency-Key": key}
+        )
+    with app.app_context():
+        db.session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == "old")
+            .values(created_at=utcnow() - timedelta(hours=49))
+        )
+        db.session.commit()
+    consumer = queue.jobs.consumer(1)
+    assert consumer.periodic
+    scheduler = consumer._create_scheduler()  # the consumer's own, not started as a thread
+    scheduler.enqueue_periodic_tasks(datetime(2026, 12, 1, 3, 16))
+    assert "prune_idempotency" not in queue.names()
+    scheduler.enqueue_periodic_tasks(datetime(2026, 12, 1, 3, 17))
+    assert "prune_idempotency" in queue.names()
+    assert "prune_idempotency" in queue.drain()
+    with app.app_context():
+        assert set(db.session.scalars(select(IdempotencyRecord.key))) == {"new"}
+
+
 def test_the_embedded_queue_is_a_file_only_its_owner_reads(tmp_path) -> None:
     path = tmp_path / "instance" / "jobs.sqlite3"
     settings = {

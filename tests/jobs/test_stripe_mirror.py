@@ -1,6 +1,8 @@
-"""The Stripe coupon mirror as a job: marked pending in the request, written by the job after the
-commit, found again by the sweep when its enqueue was lost; Stripe calls time out and are
-retried a bounded number of times. In both queue modes (SQLite file, Redis)."""
+"""The Stripe mirror as a job (a coupon and a promotion code whose customer-facing code is the
+voucher's): marked pending in the request, written by the job after the commit, found again by
+the sweep when its enqueue was lost; Stripe calls time out and are retried a bounded number of
+times. In both queue modes (SQLite file, Redis). localstripe has no promotion codes: they are
+taught to it from Stripe's documented API in tests/stripe_server.py."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from sqlalchemy import select
 
 from loyalty.extensions import db
 from loyalty.integrations import stripe as stripe_integration
+from loyalty.jobs import tasks as job_tasks
 from loyalty.models import Voucher
 from loyalty.models.types import utcnow
 
@@ -23,6 +26,11 @@ def member(client, pos) -> dict:
     return client.post(
         "/api/v1/members", json={"name": "Ann", "email": "ann@example.com"}, headers=pos
     ).json
+
+
+def _promotion_codes(stripe_client: stripe.StripeClient, code: str) -> list:
+    """Stripe's promotion codes whose customer-facing code is `code`, active or not."""
+    return list(stripe_client.v1.promotion_codes.list(params={"code": code}).data)
 
 
 def _voucher(app, code: str) -> Voucher:
@@ -45,6 +53,9 @@ def test_a_voucher_issued_with_stripe_on_is_mirrored_by_the_job_after_the_reques
     assert queue.drain() == ["stripe_mirror"]
     coupon = stripe_on.v1.coupons.retrieve(code)
     assert (coupon.amount_off, coupon.currency, coupon.duration) == (500, "eur", "once")
+    [promo] = _promotion_codes(stripe_on, code)
+    assert (promo.code, promo.active, promo.promotion["coupon"]) == (code, True, code)
+    assert _voucher(app, code).stripe_promotion_code_id == promo.id
     assert client.get(f"/api/v1/vouchers/{code}", headers=pos).json["stripe_status"] == "synced"
 
     used = client.post(
@@ -54,9 +65,11 @@ def test_a_voucher_issued_with_stripe_on_is_mirrored_by_the_job_after_the_reques
     )
     assert (used.status_code, used.json["voucher"]["stripe_status"]) == (200, "pending")
     stripe_on.v1.coupons.retrieve(code)  # still there until the job runs
+    assert _promotion_codes(stripe_on, code)[0].active is True
     assert queue.drain() == ["stripe_mirror"]
     with pytest.raises(stripe.InvalidRequestError):
         stripe_on.v1.coupons.retrieve(code)
+    assert [p.active for p in _promotion_codes(stripe_on, code)] == [False]
     assert _voucher(app, code).stripe_status == "deleted"
 
 
@@ -152,7 +165,7 @@ def test_a_voucher_used_during_its_coupon_call_still_loses_its_coupon(
     code = r.json["code"]
     real_create = stripe_integration._create
 
-    def create_after_the_till_used_it(stripe_client, params) -> None:
+    def create_after_the_till_used_it(stripe_client, call) -> str:
         used = client.post(
             f"/api/v1/vouchers/{code}/redeem",
             json={"order_ref": "o-1", "amount": 2000, "currency": "EUR"},
@@ -160,16 +173,107 @@ def test_a_voucher_used_during_its_coupon_call_still_loses_its_coupon(
         )
         assert used.status_code == 200
         assert queue.drain() == ["stripe_mirror"]  # the redeem's job: no coupon to delete yet
-        real_create(stripe_client, params)
+        return real_create(stripe_client, call)
 
     monkeypatch.setattr(stripe_integration, "_create", create_after_the_till_used_it)
     assert queue.drain() == ["stripe_mirror"]
     monkeypatch.undo()
     stripe_on.v1.coupons.retrieve(code)  # the slow job's coupon, of a used voucher
-    assert _voucher(app, code).stripe_status == "pending"
+    [promo] = _promotion_codes(stripe_on, code)
+    assert promo.active is True
+    voucher = _voucher(app, code)  # pending, and the promotion code's id is kept for the sweep
+    assert (voucher.stripe_status, voucher.stripe_promotion_code_id) == ("pending", promo.id)
 
     age(Voucher, 61)
     assert queue.run_periodic("stripe_sweep") == ["stripe_sweep", "stripe_mirror"]
     with pytest.raises(stripe.InvalidRequestError):
         stripe_on.v1.coupons.retrieve(code)
+    assert [p.active for p in _promotion_codes(stripe_on, code)] == [False]
     assert _voucher(app, code).stripe_status == "deleted"
+
+
+def test_a_voucher_valid_only_from_tomorrow_is_mirrored_when_it_becomes_valid(
+    app, client, admin, member, queue, stripe_on
+) -> None:
+    """Stripe's promotion codes have no start: a voucher valid from a later time (a come-back
+    voucher is valid from the next midnight) is `scheduled`, with nothing in Stripe a customer
+    could type, until the sweep finds it valid."""
+    r = client.post(f"/api/v1/members/{member['id']}/vouchers", json=GOODWILL, headers=admin)
+    code = r.json["code"]
+    with app.app_context():  # as a come-back voucher: valid from tomorrow
+        voucher = db.session.scalar(select(Voucher))
+        voucher.valid_from = utcnow() + timedelta(hours=10)
+        db.session.commit()
+    assert queue.drain() == ["stripe_mirror"]
+    assert _voucher(app, code).stripe_status == "scheduled"
+    with pytest.raises(stripe.InvalidRequestError):
+        stripe_on.v1.coupons.retrieve(code)
+    assert _promotion_codes(stripe_on, code) == []
+    assert queue.run_periodic("stripe_sweep") == ["stripe_sweep"]  # not yet
+
+    with app.app_context():  # its day has come
+        voucher = db.session.scalar(select(Voucher))
+        voucher.valid_from = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+    assert queue.run_periodic("stripe_sweep") == ["stripe_sweep", "stripe_mirror"]
+    assert _voucher(app, code).stripe_status == "synced"
+    assert [p.active for p in _promotion_codes(stripe_on, code)] == [True]
+
+
+def test_a_promotion_code_created_but_not_recorded_is_found_not_made_twice(
+    app, client, admin, member, queue, stripe_on
+) -> None:
+    """A job that died after Stripe created the promotion code, before it recorded the id: the
+    next try finds the active code (a code is unique among active ones) and records that one."""
+    r = client.post(f"/api/v1/members/{member['id']}/vouchers", json=GOODWILL, headers=admin)
+    code = r.json["code"]
+    queue.drain()
+    [promo] = _promotion_codes(stripe_on, code)
+    with app.app_context():  # as if the id had never been recorded
+        voucher = db.session.scalar(select(Voucher))
+        voucher.stripe_status, voucher.stripe_promotion_code_id = "pending", None
+        voucher_id = voucher.id
+        db.session.commit()
+        assert stripe_integration.mirror(
+            db.session(), stripe_integration.StripeConfig.from_mapping(app.config), [voucher_id]
+        ) == {"created": 1, "deleted": 0, "scheduled": 0, "failed": 0}
+    assert [p.id for p in _promotion_codes(stripe_on, code)] == [promo.id]
+    assert _voucher(app, code).stripe_promotion_code_id == promo.id
+
+
+def test_vouchers_mirrored_before_promotion_codes_get_one_from_the_sweep(
+    app, client, admin, member, queue, stripe_on, monkeypatch
+) -> None:
+    """A voucher synced as a coupon alone (mirrored before promotion codes were): the sweep
+    adds its promotion code, and a failed try is retried until it is there."""
+
+    def coupon_only(stripe_client, call) -> None:
+        stripe_integration._create_coupon(stripe_client, call.create)
+
+    monkeypatch.setattr(stripe_integration, "_create", coupon_only)
+    r = client.post(f"/api/v1/members/{member['id']}/vouchers", json=GOODWILL, headers=admin)
+    code = r.json["code"]
+    queue.drain()
+    monkeypatch.undo()
+    voucher = _voucher(app, code)
+    assert (voucher.stripe_status, voucher.stripe_promotion_code_id) == ("synced", None)
+    assert _promotion_codes(stripe_on, code) == []
+
+    calls = []
+
+    def down_once(stripe_client, params) -> str:
+        calls.append(params["code"])
+        raise stripe.APIConnectionError("Stripe is down")
+
+    monkeypatch.setattr(stripe_integration, "_create_promotion_code", down_once)
+    assert queue.run_periodic("stripe_sweep") == ["stripe_sweep"] + ["stripe_mirror"] * 3
+    assert calls == [code] * 3  # the job and its 2 retries
+    voucher = _voucher(app, code)
+    assert voucher.stripe_status == "pending" and "Stripe is down" in voucher.stripe_error
+    monkeypatch.undo()
+    with app.app_context():
+        job_tasks.stripe_sync()
+    [promo] = _promotion_codes(stripe_on, code)
+    voucher = _voucher(app, code)
+    assert (voucher.stripe_status, voucher.stripe_promotion_code_id) == ("synced", promo.id)
+    stripe_on.v1.coupons.retrieve(code)  # the coupon was there all along

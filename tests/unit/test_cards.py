@@ -6,13 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from loyalty.config import Config
 from loyalty.domain.cards import (
+    check_in_range,
     generate_card_number,
     luhn_check_digit,
     luhn_valid,
     normalise_card_number,
+    parse_prefixes,
 )
-from loyalty.errors import InvalidCardNumber
+from loyalty.errors import CardNumberOutOfRange, InvalidCardNumber
 
 
 @pytest.mark.parametrize(
@@ -71,3 +74,37 @@ def test_generated_numbers_have_prefix_length_and_valid_check_digit() -> None:
 def test_generation_refuses_a_prefix_leaving_too_few_random_digits() -> None:
     with pytest.raises(ValueError):
         generate_card_number("99012345678", 16)
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefixes"),
+    [
+        (None, ("990",)),
+        ("", ("990",)),
+        ("990", ("990",)),
+        (" 990 , 5012 34,990 ", ("990", "501234")),
+        (["990", "777"], ("990", "777")),
+    ],
+)
+def test_card_prefixes_are_read_from_a_comma_separated_list(raw, prefixes) -> None:
+    assert parse_prefixes(raw, "990") == prefixes
+
+
+@pytest.mark.parametrize("raw", ["99a", "990,-1", "9" * 19])
+def test_a_card_prefix_that_is_not_digits_stops_the_start(raw, tmp_path, monkeypatch) -> None:
+    with pytest.raises(ValueError, match="LOYALTY_CARD_PREFIXES"):
+        parse_prefixes(raw, "990")
+    monkeypatch.setenv("LOYALTY_CARD_PREFIXES", raw)
+    with pytest.raises(ValueError, match="LOYALTY_CARD_PREFIXES"):
+        Config(str(tmp_path))
+
+
+def test_only_numbers_in_the_programmes_ranges_are_taken() -> None:
+    assert check_in_range("9900000000000002", ("990",)) == "9900000000000002"
+    assert check_in_range("5012340000000005", ("990", "501234")) == "5012340000000005"
+    for number in ("4111111111111111", "9910000000000000", "0990000000000002"):
+        with pytest.raises(CardNumberOutOfRange) as err:
+            check_in_range(number, ("990", "501234"))
+        assert (err.value.status, err.value.code) == (422, "card_number_out_of_range")
+        assert list(err.value.errors) == ["card_number"]
+        assert number not in err.value.detail and "990 or 501234" in err.value.detail

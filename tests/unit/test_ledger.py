@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from loyalty.domain import ledger, members, program, purchases
-from loyalty.domain.context import Actor
+from loyalty.domain import checkout, ledger, members, program, purchases
+from loyalty.domain.context import Actor, Limits
 from loyalty.errors import (
     CardBlocked,
     CurrencyMismatch,
@@ -23,6 +23,8 @@ from loyalty.models import LedgerEntry, Member, Purchase
 from loyalty.models.types import utcnow
 from tests import factories
 
+LIMITS = Limits()  # the default ceilings
+
 
 def buy(session, till, member, amount, external_id=None, **extra):
     data = {
@@ -32,7 +34,7 @@ def buy(session, till, member, amount, external_id=None, **extra):
         "currency": "EUR",
         **extra,
     }
-    return purchases.record_purchase(session, data, actor=till)
+    return purchases.record_purchase(session, data, actor=till, limits=LIMITS)
 
 
 def give_back(session, till, purchase, amount, external_id=None):
@@ -81,6 +83,7 @@ def test_external_ids_are_per_client(session, till) -> None:
         session,
         {"external_id": "order-1", "member_id": m.id, "amount": 1000, "currency": "EUR"},
         actor=shop,
+        limits=LIMITS,
     )
     assert created and m.points == 20
 
@@ -95,6 +98,7 @@ def test_earning_follows_the_programme_currency(session, till, currency, amount,
         session,
         {"external_id": "x", "member_id": m.id, "amount": amount, "currency": currency},
         actor=till,
+        limits=LIMITS,
     )
     assert p.points_earned == points == m.points
 
@@ -117,6 +121,7 @@ def test_refusals_write_nothing(session, till) -> None:
                 "currency": "EUR",
             },
             actor=till,
+            limits=LIMITS,
         )
     members.block_card(session, m.card_number, "lost", actor=Actor.cli())
     with pytest.raises(CardBlocked):
@@ -124,6 +129,7 @@ def test_refusals_write_nothing(session, till) -> None:
             session,
             {"external_id": "z", "card_number": m.cards[0].number, "amount": 1, "currency": "EUR"},
             actor=till,
+            limits=LIMITS,
         )
     assert m.points == 0 and entries(session, m) == []
 
@@ -165,14 +171,19 @@ def test_a_return_after_spending_leaves_a_debt_that_the_next_purchase_pays(sessi
     m = factories.member(session)
     p, _ = buy(session, till, m, 10000)  # 100 points
     purchases.adjust(
-        session, m.id, -90, "spent at the till (stand-in for a redemption)", actor=till
+        session,
+        m.id,
+        -90,
+        "spent at the till (stand-in for a redemption)",
+        actor=till,
+        limits=LIMITS,
     )
     assert m.available == 10
     give_back(session, till, p, 10000)  # takes back all 100: only 10 are left
     assert m.balance == {"points": -90, "held": 0, "available": -90}
     assert entries(session, m)[-1].balance_after == -90
     with pytest.raises(InsufficientPoints):
-        purchases.adjust(session, m.id, -1, "no spending while in debt", actor=till)
+        purchases.adjust(session, m.id, -1, "no spending while in debt", actor=till, limits=LIMITS)
     buy(session, till, m, 5000)  # earns 50: debt down to 40
     assert m.available == -40
     buy(session, till, m, 6000)  # earns 60: paid off, 20 left
@@ -183,7 +194,7 @@ def test_a_return_after_spending_leaves_a_debt_that_the_next_purchase_pays(sessi
 
 def test_adjustments_need_enough_points_to_take_away(session, till) -> None:
     m = factories.member(session)
-    e = purchases.adjust(session, m.id, 50, "welcome gesture", actor=till)
+    e = purchases.adjust(session, m.id, 50, "welcome gesture", actor=till, limits=LIMITS)
     assert (e.kind, e.points, e.balance_after, e.note, e.reason) == (
         "adjust",
         50,
@@ -192,8 +203,8 @@ def test_adjustments_need_enough_points_to_take_away(session, till) -> None:
         "staff_adjustment",
     )
     with pytest.raises(InsufficientPoints):
-        purchases.adjust(session, m.id, -51, "too much", actor=till)
-    purchases.adjust(session, m.id, -50, "all of it", actor=till)
+        purchases.adjust(session, m.id, -51, "too much", actor=till, limits=LIMITS)
+    purchases.adjust(session, m.id, -50, "all of it", actor=till, limits=LIMITS)
     assert m.balance == {"points": 0, "held": 0, "available": 0}
 
 
@@ -237,7 +248,7 @@ def test_verify_finds_a_tampered_balance(session, till) -> None:
 
 def test_quote_changes_nothing(session, till) -> None:
     m = factories.member(session)
-    q = purchases.quote(session, {"member_id": m.id, "amount": 2599, "currency": "EUR"})
+    q = checkout.quote(session, {"member_id": m.id, "amount": 2599, "currency": "EUR"})
     assert q["points_earned"] == 25 and q["balance_after"]["points"] == 25
     assert m.points == 0 and session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
     assert session.get(Member, m.id).points == 0

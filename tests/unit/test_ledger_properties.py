@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from loyalty.domain import ledger, purchases, redemptions
-from loyalty.domain.context import Actor
+from loyalty.domain.context import Actor, Limits
 from loyalty.errors import (
     InsufficientPoints,
     MemberMismatch,
@@ -51,6 +51,8 @@ operations = st.lists(
     max_size=30,
 )
 first_purchases = st.lists(st.integers(0, 30_000), min_size=MEMBERS, max_size=MEMBERS)
+
+LIMITS = Limits()  # the default ceilings
 
 
 @dataclass
@@ -107,7 +109,9 @@ class World:
             "amount": amount,
             "currency": "EUR",
         }
-        receipt, created = purchases.record_purchase(self.session, data, actor=self.till)
+        receipt, created = purchases.record_purchase(
+            self.session, data, actor=self.till, limits=LIMITS
+        )
         assert created and receipt.points_earned == amount // 100
         self.bought.append(Bought(receipt.id, external_id, account, amount, amount // 100))
         account.points += amount // 100
@@ -141,7 +145,9 @@ class World:
     def adjust(self, m: int, points: int) -> str:
         account = self.accounts[m]
         try:
-            purchases.adjust(self.session, account.id, points, "property test", actor=self.till)
+            purchases.adjust(
+                self.session, account.id, points, "property test", actor=self.till, limits=LIMITS
+            )
         except InsufficientPoints:
             assert account.available < -points
             return "refused: insufficient points"

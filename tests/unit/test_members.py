@@ -128,7 +128,7 @@ def test_resolve_member_by_card_or_id_and_refuses_disagreement(session) -> None:
         members.resolve_member(session)
 
 
-def test_erasure_clears_personal_data_keeps_cards_and_is_idempotent(session) -> None:
+def test_erasure_clears_personal_data_blocks_cards_and_is_idempotent(session) -> None:
     m = factories.member(
         session, phone="+31612345678", external_ref="crm-1", marketing_consent=True
     )
@@ -141,7 +141,10 @@ def test_erasure_clears_personal_data_keeps_cards_and_is_idempotent(session) -> 
         None,
         False,
     )
-    assert m.erased_at is not None and m.card_number == card
+    assert m.erased_at is not None and m.card_number is None
+    assert [(c.number, c.status, c.block_reason) for c in m.cards] == [
+        (card, "blocked", "member_erased")
+    ]
     first = m.erased_at
     members.erase_member(session, m, actor=CLI)
     assert m.erased_at == first

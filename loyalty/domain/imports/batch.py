@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from loyalty.domain.imports.parse import WIDTH_ERROR, Row, RowError, RowParser
+from loyalty.domain.imports.parse import ROW_ERROR, Row, RowError, RowParser
 from loyalty.domain.imports.write import Written
 
 BATCH_ROWS = 50_000  # rows per transaction: 20k -> 50k made a 1M time-ordered import 6 % faster
@@ -38,6 +38,8 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)  # the first MAX_REPORTED_ERRORS
     error_count: int = 0
     ignored_columns: list[str] = field(default_factory=list)
+    delimiter: str = ","
+    delimiter_detected: bool = True  # from the header, not given
     row_triggers_skipped: bool = False
     direct_batches: int = 0  # written by the direct path (PostgreSQL, nothing of them there yet)
 
@@ -64,8 +66,8 @@ class _RowChecker:
         self.seen: dict[str, int] = {}  # external_id → its first line, over the whole file
 
     def __call__(self, line: int, values: dict[str, str]) -> Row | None:
-        if WIDTH_ERROR in values:
-            row, errors = None, [RowError(line, "row", values[WIDTH_ERROR])]
+        if ROW_ERROR in values:
+            row, errors = None, [RowError(line, "row", values[ROW_ERROR])]
         else:
             row, errors = self.parser.parse(line, values)
         if row is not None:

@@ -2,8 +2,23 @@
 
 Columns (a header row names them; order is free, other columns are ignored): `customer_ref` (the
 retailer's own customer id), `external_id`, `occurred_at` (ISO date = 00:00 UTC, or date-time;
-without an offset it is UTC), `amount` (decimal in major units, exact: `29.99`; more decimals than
-the currency has is an error), and optional `currency` (must be the programme's) and `store_id`.
+without an offset it is UTC), `amount`, and optional `currency` (must be the programme's) and
+`store_id`. The columns are separated by `,`, `;` or a tab: the one that makes the header name
+every required column (only one can), unless the caller gives it.
+
+An amount is a number in major units, exact in the programme's currency, never rounded:
+
+- with a decimal point (the default): `29.99`, `29.9`, `29`; no thousands separators (a comma
+  is refused: `1,234` could be either);
+- with a decimal comma (`decimal_comma`, a Dutch till's or Excel's): `29,99`, `1.234,50`,
+  `1234,5`, `1.234`; a `.` separates thousands only, in groups of three (`1.23,50` is refused);
+- digits 0-9 only (no sign, no currency symbol, no exponent); spaces around it are dropped;
+- at most as many decimals as the currency has (EUR 2, JPY 0, KWD 3): `29.999` EUR is an
+  error, not 30.00 or 29.99; not above the ceiling on a purchase (`Limits`, as a live one).
+
+`occurred_at` lies within the programme's days (LOYALTY_MIN_DATE to LOYALTY_MAX_DATE, as a live
+purchase's) and not more than a day ahead of now.
+
 A row's points are what `earning.awards_for_purchase` gives a live purchase of that amount, time
 and store (its awards summed).
 """
@@ -11,27 +26,33 @@ and store (its awards summed).
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import chain
 from typing import Any
 
 from loyalty.domain import earning
+from loyalty.domain.context import Limits
 
 REQUIRED = ("customer_ref", "external_id", "occurred_at", "amount")
 OPTIONAL = ("currency", "store_id")
+DELIMITERS = (",", ";", "\t")
 MAX_AMOUNT = 10**12
+MAX_WHOLE_DIGITS = 15
 MAX_CLOCK_SKEW = timedelta(hours=24)
-WIDTH_ERROR = "__width__"  # the key a row of the wrong width is reported under
-_AMOUNT = re.compile(r"^(\d{1,15})(?:\.(\d+))?$")
+ROW_ERROR = "__row__"  # the key a row that is no row (wrong width, not CSV) is reported under
 
 #: (line, customer_ref, external_id, occurred_at, amount in minor units, store_id, points)
 Row = tuple[int, str, str, datetime, int, str | None, int]
 
 
-class HeaderError(ValueError):
-    """The file cannot be read as an import at all (no header, a required column missing)."""
+class ImportFileError(ValueError):
+    """The file cannot be read as an import at all; the message names the line where it can."""
+
+
+class HeaderError(ImportFileError):
+    """No header, or one without a required column or naming one twice."""
 
 
 @dataclass(frozen=True)
@@ -62,18 +83,23 @@ class ProgramRates:
 
 class CsvRows:
     """The data rows of a CSV file as (line number, {column: value}); the header row is line 1.
-    A row of another width than the header's comes as {WIDTH_ERROR: message}."""
+    A row of another width than the header's, or that the csv module cannot read, comes as
+    {ROW_ERROR: message}. `delimiter`: None to take the one the header shows."""
 
-    def __init__(self, handle: Iterable[str]) -> None:
+    def __init__(self, handle: Iterable[str], delimiter: str | None = None) -> None:
         """Reads the header. Raises HeaderError."""
-        self._reader = csv.reader(handle)
+        lines = iter(handle)
+        first = next(lines, "")
+        if not first:
+            raise HeaderError("the file is empty (a header row naming the columns is required)")
+        self.delimiter_detected = delimiter is None
+        self.delimiter = delimiter or _header_delimiter(first)
+        self._reader = csv.reader(chain([first], lines), delimiter=self.delimiter)
         try:
-            header = [h.strip().lower() for h in next(self._reader)]
-        except StopIteration:
-            raise HeaderError("the file is empty (a header row is required)") from None
-        missing = [c for c in REQUIRED if c not in header]
-        if missing:
-            raise HeaderError(f"the header lacks {', '.join(missing)} (it has {', '.join(header)})")
+            header = _cleaned(next(self._reader))
+        except csv.Error as exc:
+            raise HeaderError(f"line 1: the header cannot be read as CSV: {exc}") from None
+        _check_header(header, self.delimiter, first)
         known = REQUIRED + OPTIONAL
         self._wanted = [(i, name) for i, name in enumerate(header) if name in known]
         self._width = len(header)
@@ -81,46 +107,160 @@ class CsvRows:
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, str]]]:
         reader, wanted, width = self._reader, self._wanted, self._width
-        for record in reader:
-            if not record:
-                continue  # a blank line
-            if len(record) != width:
-                message = f"{len(record)} fields, the header has {width}"
-                yield reader.line_num, {WIDTH_ERROR: message}
-                continue
-            yield reader.line_num, {name: record[i] for i, name in wanted}
+        while True:
+            try:
+                for record in reader:
+                    if not record:
+                        continue  # a blank line
+                    if len(record) != width:
+                        message = f"{len(record)} fields, the header has {width}"
+                        yield reader.line_num, {ROW_ERROR: message}
+                        continue
+                    yield reader.line_num, {name: record[i] for i, name in wanted}
+                return
+            except csv.Error as exc:  # the reader goes on with the next line
+                yield reader.line_num, {ROW_ERROR: f"cannot be read as CSV: {exc}"}
+
+
+def _cleaned(header: list[str]) -> list[str]:
+    """Column names as compared: case and spaces around them ignored, and a byte-order mark
+    left by the decoding (a file decoded as UTF-8 without `-sig`)."""
+    names = [h.strip().lower() for h in header]
+    if names and names[0].startswith("\ufeff"):
+        names[0] = names[0][1:].strip()
+    return names
+
+
+def _names(line: str, delimiter: str) -> list[str]:
+    """The header `line` split at `delimiter`: the column names, [] if it is no CSV at all."""
+    try:
+        return _cleaned(next(csv.reader([line], delimiter=delimiter)))
+    except csv.Error:
+        return []
+
+
+def _header_delimiter(line: str) -> str:
+    """The delimiter with which the header `line` names every required column (no column name
+    holds a delimiter, so at most one can), else the one that splits it into most fields."""
+    for delimiter in DELIMITERS:
+        names = _names(line, delimiter)
+        if all(column in names for column in REQUIRED):
+            return delimiter
+    return max(DELIMITERS, key=lambda d: len(_names(line, d)))
+
+
+def _check_header(header: list[str], delimiter: str, line: str) -> None:
+    """Raises HeaderError: a required column missing (and which delimiter would have found it,
+    if one would), or a column named twice."""
+    if not any(header):
+        raise HeaderError("line 1: the header row is empty (it names the columns)")
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        hint = ""
+        other = _header_delimiter(line)
+        if other != delimiter and all(c in _names(line, other) for c in REQUIRED):
+            hint = f"; its columns are separated by {_shown(other)}, not {_shown(delimiter)}"
+        raise HeaderError(
+            f"line 1: the header lacks {', '.join(missing)} (it has {', '.join(header)}){hint}"
+        )
+    twice = sorted({c for c in REQUIRED + OPTIONAL if header.count(c) > 1})
+    if twice:
+        raise HeaderError(f"line 1: the header names {', '.join(twice)} more than once")
+
+
+def _shown(delimiter: str) -> str:
+    return "a tab" if delimiter == "\t" else repr(delimiter)
+
+
+def _digits(text: str) -> bool:
+    """Whether `text` is one or more of 0-9 (str.isdigit alone takes other scripts' digits)."""
+    return text.isdigit() and text.isascii()
+
+
+def _ungrouped(whole: str) -> str:
+    """`1.234.567` → `1234567`: groups of three after the first of one to three; else ""."""
+    groups = whole.split(".")
+    if not 1 <= len(groups[0]) <= 3 or any(len(g) != 3 for g in groups[1:]):
+        return ""
+    return "".join(groups)
 
 
 class RowParser:
     """Checks and converts one CSV row; every rule of the module docstring, nothing written."""
 
-    def __init__(self, rates: ProgramRates, *, earn: bool, now: datetime) -> None:
+    def __init__(
+        self,
+        rates: ProgramRates,
+        *,
+        earn: bool,
+        now: datetime,
+        decimal_comma: bool = False,
+        limits: Limits | None = None,
+        days: tuple[date, date] | None = None,
+    ) -> None:
+        """`limits`: the ceiling on a purchase's amount (else MAX_AMOUNT); `days`: the first and
+        the last day a programme's dates may fall on (LOYALTY_MIN_DATE, LOYALTY_MAX_DATE)."""
         self.rates = rates
         self.currency = rates.currency
         self.exponent = rates.currency_exponent
         self.scale = 10**self.exponent
         self.earn = earn
+        self.decimal_comma = decimal_comma
+        self.max_amount, self.over_max = MAX_AMOUNT, "is too large"
+        if limits is not None:
+            self.max_amount = limits.max_purchase_amount
+            self.over_max = (
+                f"is above the limit {Limits.setting('max_purchase_amount')} = {self.max_amount} "
+                "(minor units)"
+            )
         self.latest = now + MAX_CLOCK_SKEW
+        self.earliest = datetime.min.replace(tzinfo=UTC)
+        self.days = days
+        if days is not None:
+            self.earliest = datetime.combine(days[0], time(), tzinfo=UTC)
+            self.latest = min(self.latest, datetime.combine(days[1], time.max, tzinfo=UTC))
 
     def amount(self, raw: str) -> int:
         """Minor units. Raises ValueError."""
-        match = _AMOUNT.match(raw.strip())
-        if match is None:
-            raise ValueError(f"{raw!r} is not a non-negative decimal amount like 29.99")
-        whole, fraction = match.group(1), match.group(2) or ""
+        whole, fraction = self._split(raw.strip(), self.decimal_comma)
+        if whole is None:
+            raise ValueError(self._not_an_amount(raw))
         if len(fraction) > self.exponent:
             raise ValueError(
                 f"{raw!r} has more decimals than {self.currency} has ({self.exponent})"
             )
-        value = int(whole) * self.scale + (
-            int(fraction.ljust(self.exponent, "0")) if fraction else 0
-        )
-        if value > MAX_AMOUNT:
-            raise ValueError(f"{raw!r} is too large")
+        value = int(whole) * self.scale
+        if fraction:
+            value += int(fraction) * 10 ** (self.exponent - len(fraction))
+        if value > self.max_amount:
+            raise ValueError(f"{raw!r} {self.over_max}")
         return value
 
+    @staticmethod
+    def _split(text: str, decimal_comma: bool) -> tuple[str | None, str]:
+        """(whole digits, decimal digits) of an amount's text, or (None, "") if it is none."""
+        if decimal_comma:
+            whole, separator, fraction = text.partition(",")
+            if "." in whole:
+                whole = _ungrouped(whole)
+        else:
+            whole, separator, fraction = text.partition(".")
+        if not _digits(whole) or len(whole) > MAX_WHOLE_DIGITS:
+            return None, ""
+        if separator and not _digits(fraction):
+            return None, ""
+        return whole, fraction
+
+    def _not_an_amount(self, raw: str) -> str:
+        if self.decimal_comma:
+            return f"{raw!r} is not a non-negative decimal amount like 29,99 or 1.234,50"
+        message = f"{raw!r} is not a non-negative decimal amount like 29.99"
+        if self._split(raw.strip(), True)[0] is not None:
+            message += " (for decimal commas, as in 29,99, use --decimal-comma)"
+        return message
+
     def occurred_at(self, raw: str) -> datetime:
-        """A UTC datetime. Raises ValueError (not ISO, or in the future)."""
+        """A UTC datetime. Raises ValueError (not ISO, in the future, outside `days`)."""
         raw = raw.strip()
         try:
             if len(raw) == 10:
@@ -129,10 +269,22 @@ class RowParser:
                 at = datetime.fromisoformat(raw)
                 at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
         except ValueError:
-            raise ValueError(f"{raw!r} is not an ISO date or date-time") from None
-        if at > self.latest:
-            raise ValueError(f"{raw!r} lies in the future")
+            raise ValueError(
+                f"{raw!r} is not an ISO date or date-time like 2026-03-01 or "
+                "2026-03-01T10:00:00+01:00"
+            ) from None
+        except OverflowError:  # year 1 with a positive offset, 9999 with a negative one
+            raise ValueError(f"{raw!r} is out of range") from None
+        if at > self.latest or at < self.earliest:
+            raise ValueError(self._out_of_bounds(raw, at))
         return at
+
+    def _out_of_bounds(self, raw: str, at: datetime) -> str:
+        if self.days is not None and at < self.earliest:
+            return f"{raw!r} is before {self.days[0]}, the first day of the programme's dates"
+        if self.days is not None and at.date() > self.days[1]:
+            return f"{raw!r} is after {self.days[1]}, the last day of the programme's dates"
+        return f"{raw!r} lies in the future"
 
     def points(self, amount: int, at: datetime, store_id: str | None) -> int:
         """What a live purchase of this amount, time and store earns: the sum of its awards."""

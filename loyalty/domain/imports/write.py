@@ -35,6 +35,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     insert,
+    select,
     text,
 )
 from sqlalchemy.orm import Session
@@ -43,9 +44,11 @@ from loyalty.domain import ledger
 from loyalty.domain.clients import system_actor
 from loyalty.domain.imports.parse import Row
 from loyalty.domain.sql import bigint_array
+from loyalty.models import ApiClient, Member, Purchase
 from loyalty.models.types import UTCDateTime
 
 IMPORT_ACTOR = "import"  # the API client purchases and ledger entries are recorded under
+PREVIEW_CHUNK = 900  # values per IN list of a check (SQLite's old limit is 999 variables)
 
 
 class ImportReferenceError(RuntimeError):
@@ -98,6 +101,53 @@ def write_batch(session: Session, rows: list[Row], target: Target) -> Written:
         if written is not None:
             return written
     return _write_staging(session, rows, target)
+
+
+# check -----------------------------------------------------------------------------------------
+@dataclass
+class Preview:
+    """What a check (nothing written) carries from batch to batch: the import's API client if
+    there is one yet (else nothing is there from an import), and the customer_refs of earlier
+    batches (members by then, or members the import would create)."""
+
+    client_id: int | None
+    refs: set[str] = field(default_factory=set)
+
+
+def prepare_check(session: Session) -> Preview:
+    """The `Preview` of a check; reads only (`prepare` would create the API client)."""
+    return Preview(session.scalar(select(ApiClient.id).where(ApiClient.name == IMPORT_ACTOR)))
+
+
+def check_batch(session: Session, rows: list[Row], preview: Preview) -> Written:
+    """What `write_batch` would write for this batch, read and not written: the purchases not
+    there yet under the import's client, the members created for refs no member has, the points
+    those purchases earn (each row's, as the parser worked them out)."""
+    refs = list(dict.fromkeys(row[1] for row in rows if row[1] not in preview.refs))
+    members = _present(session, Member.external_ref, refs)
+    preview.refs.update(refs)
+    there: set[str] = set()
+    if preview.client_id is not None:
+        ids = [row[2] for row in rows]
+        there = _present(
+            session, Purchase.external_id, ids, Purchase.api_client_id == preview.client_id
+        )
+    new = [row for row in rows if row[2] not in there]
+    return Written(
+        imported=len(new),
+        duplicates=len(rows) - len(new),
+        members_created=len(refs) - len(members),
+        points_earned=sum(row[6] for row in new),
+    )
+
+
+def _present(session: Session, column: Any, values: list[str], *where: Any) -> set[str]:
+    """Those of `values` that `column` holds (where `where`)."""
+    found: set[str] = set()
+    for i in range(0, len(values), PREVIEW_CHUNK):
+        chunk = values[i : i + PREVIEW_CHUNK]
+        found.update(session.scalars(select(column).where(column.in_(chunk), *where)))
+    return found
 
 
 # direct ----------------------------------------------------------------------------------------
