@@ -13,6 +13,11 @@ every server in turn for S seconds, starting one server later than the round bef
 (bench/accrual.py's client: wrk where installed), so slow and fast spells of the machine fall on
 all of them alike. Prints each load and the medians per server, and the tables read by
 sequential scans (a missing index or a stale plan shows up there).
+
+`--earning-rules`: the programme gets five active earning rules (multipliers and bonuses with
+weekday, window, minimum-spend, category and tier conditions; no budget) and a tier table before
+the load, so `new=wsgi:app old=/tmp/wt/old::wsgi:app` (a worktree of the commit before earning
+rules) measures what earning by rules and tiers costs the purchase path.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import accrual
@@ -57,6 +63,54 @@ def wait_until_listening(server: subprocess.Popen, port: int, log: str) -> None:
     raise SystemExit(f"nothing listens on port {port}; see {log}")
 
 
+#: (name, kind, value, conditions): what --earning-rules adds, all active and stackable.
+EARNING_RULES = [
+    ("Tuesdays double", "multiplier", "2", {"weekdays": [2]}),
+    ("Weekend bonus", "bonus_points", "10", {"weekdays": [6, 7], "min_spend": 2000}),
+    ("Big basket", "bonus_points", "5", {"min_spend": 1000}),
+    ("Coffee x3", "multiplier", "3", {"categories": ["coffee"]}),
+    ("Gold extra", "multiplier", "1.25", {"tiers": ["Gold"], "starts_at": "2020-01-01T00:00:00"}),
+]
+TIERS = [
+    {"name": "Silver", "qualifying_spend": 10000, "multiplier": 1.25, "benefits": []},
+    {"name": "Gold", "qualifying_spend": 50000, "multiplier": 1.5, "benefits": []},
+]
+
+
+ENSURE_PROGRAM = """
+from wsgi import app
+from loyalty.domain import program
+from loyalty.extensions import db
+with app.app_context():
+    program.ensure_program(db.session())
+    db.session.commit()
+"""
+
+
+def add_earning_rules(env: dict[str, str], url: str) -> None:
+    """The five rules of EARNING_RULES and the tier table, written as the API would (the
+    programme row made by the app first)."""
+    subprocess.run(
+        [str(accrual.BIN / "python"), "-c", ENSURE_PROGRAM],
+        cwd=accrual.ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    with psycopg.connect(url) as conn:
+        for name, kind, value, conditions in EARNING_RULES:
+            conn.execute(
+                "INSERT INTO earning_rules (name, kind, value, conditions, priority, stackable,"
+                " active, budget_used, version, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, 0, true, true, 0, 1, now(), now())",
+                (name, kind, value, Jsonb(conditions)),
+            )
+        conn.execute(
+            "UPDATE program SET rules_version = %s, tiers = %s WHERE id = 1",
+            (int(time.time() * 1000), Jsonb(TIERS)),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("servers", nargs="+", help="NAME=[DIR::]TARGET[|flags]")
@@ -64,6 +118,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--earning-rules", action="store_true", help="five active earning rules and tiers on"
+    )
     parser.add_argument(
         "--client",
         choices=("wrk", "python"),
@@ -79,6 +136,8 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": url, "LOYALTY_API_KEY_CACHE_SECONDS": "5"}
         accrual.run_cli(env, "db", "upgrade")
         accrual.load_members(url, args.members)
+        if args.earning_rules:
+            add_earning_rules(env, url)
         out = accrual.run_cli(env, "loyalty", "create-api-key", "bench-till", "--scope", "pos")
         key = out.strip().splitlines()[-1]
         with psycopg.connect(url) as conn:

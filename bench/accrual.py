@@ -45,8 +45,8 @@ THREADS_PER_PROCESS = 4
 
 # The statements of one purchase with an Idempotency-Key as the app sends them (BEGIN; the key
 # looked up; card + programme; the purchase INSERT … ON CONFLICT; the balance UPDATE … RETURNING
-# and its ledger entry, ledger.credit; the idempotency record; COMMIT), with pgbench variables;
-# the card is found by member id (the same index lookup cost as by number).
+# and its ledger entry and lot, ledger.credit; the idempotency record; COMMIT), with pgbench
+# variables; the card is found by member id (the same index lookup cost as by number).
 PGBENCH_SCRIPT = """
 \\set mid random(1, {members})
 \\set amount random(100, 20000)
@@ -69,7 +69,12 @@ UPDATE members SET points = points + :amount / 100,
   WHERE id = :mid RETURNING points AS m_points, held AS m_held \\gset
 INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
     api_client_id, actor, created_at)
-  VALUES (:mid, 'earn', :amount / 100, :m_points, 'purchase', :p_id, {client}, 'bench', now());
+  VALUES (:mid, 'earn', :amount / 100, :m_points, 'purchase', :p_id, {client}, 'bench', now())
+  RETURNING id AS e_id \\gset
+INSERT INTO point_lots (member_id, entry_id, purchase_id, points, remaining, expires_at,
+    pending_until, created_at)
+  VALUES (:mid, :e_id, :p_id, :amount / 100, :amount / 100, now() + interval '366 days', NULL,
+    now());
 INSERT INTO idempotency_records (api_client_id, key, request_hash, status_code, response_body,
   created_at)
   VALUES ({client}, 'pgbench-' || :client_id || '-' || :r, '{hash}', 201, '{body}', now())

@@ -7,13 +7,16 @@ from typing import Any
 
 from flask import Flask
 from flask.sessions import SessionInterface
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, UnicodeConverter
 
-from loyalty import health, jobs
+from loyalty import headers, health, jobs, observability
 from loyalty.api import (
+    audit,
     cards,
+    earning_rules,
     feedback,
     members,
     metrics,
@@ -32,7 +35,7 @@ from loyalty.api.problems import (
 from loyalty.cli import register_cli
 from loyalty.config import Config
 from loyalty.errors import DomainError
-from loyalty.extensions import api, db, migrate, write_transaction
+from loyalty.extensions import api, cors, db, limiter, migrate, write_transaction
 from loyalty.schemas.common import (
     CARD_NUMBER_DOC,
     CARD_NUMBER_MAX_LENGTH,
@@ -48,9 +51,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     """The application: config from the environment (then `overrides`), extensions, blueprints,
     error handlers, CLI. Migrations are never run here (`flask db upgrade` does that)."""
     app = LoyaltyFlask(__name__, instance_relative_config=True)
-    os.makedirs(app.instance_path, exist_ok=True)
+    private_dir(app.instance_path)
     app.config.from_object(Config(app.instance_path))
     app.config.update(overrides or {})
+    _keep_data_private(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
     app.url_map.converters["card"] = CardNumberConverter
@@ -67,6 +71,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     _document_types(app)
     for module in (
+        audit,
         members,
         cards,
         purchases,
@@ -74,11 +79,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         vouchers,
         feedback,
         program,
+        earning_rules,
         metrics,
         stripe_webhook,
     ):
         api.register_blueprint(module.blp, url_prefix="/api/v1")
     app.register_blueprint(health.bp)
+    _protect(app)
 
     app.teardown_request(end_transaction)
     app.register_error_handler(DomainError, domain_error_response)
@@ -88,10 +95,21 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             _configure_sqlite(db.engine)
+        _hide_error_details(db.engine)
 
-    jobs.init_app(app)
+    observability.init_app(app, db.session, jobs.init_app(app).huey)
     register_cli(app)
     return app
+
+
+def _protect(app: Flask) -> None:
+    """Rate limits (loyalty/ratelimits.py), security headers and CORS (loyalty/headers.py).
+    Behind LOYALTY_PROXY_HOPS proxies, a client's address is the one they forwarded."""
+    hops = app.config["LOYALTY_PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
+    headers.init_app(app, cors)  # first: its after_request runs after the limiter's
+    limiter.init_app(app)
 
 
 def _document_types(app: Flask) -> None:
@@ -185,6 +203,56 @@ def _configure_sqlite(engine: Any) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write_transaction.get() else "BEGIN")
+
+
+def _hide_error_details(engine: Any) -> None:
+    """PostgreSQL names the offending values in an error's DETAIL ("Key (email)=(ann@…) already
+    exists"): that line is taken out of the error's text, psycopg's and SQLAlchemy's, so no log
+    line or traceback carries it (the engine's `hide_parameters` hides the bound values). The
+    diagnostics (`exc.orig.diag`) keep it for the code that maps constraint names."""
+
+    @event.listens_for(engine, "handle_error")
+    def _without_detail(context: Any) -> None:
+        for exc in (context.original_exception, context.sqlalchemy_exception):
+            if exc is not None and exc.args and isinstance(exc.args[0], str):
+                kept = [x for x in exc.args[0].split("\n") if not x.startswith("DETAIL:")]
+                exc.args = ("\n".join(kept), *exc.args[1:])
+
+
+def private_dir(path: str) -> None:
+    """The instance folder (the SQLite database, the secret key, the job queue): made 0700, and
+    made 0700 again if it is ours and others could read it."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    _owner_only(path, 0o700)
+
+
+def private_file(path: str) -> None:
+    """A file readable by its owner only: created empty with 0600 if missing, else tightened."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    _owner_only(path, 0o600)
+
+
+def _owner_only(path: str, mode: int) -> None:
+    st = os.stat(path)
+    if st.st_uid == os.getuid() and st.st_mode & 0o777 != mode:
+        os.chmod(path, mode)
+
+
+def _keep_data_private(app: Flask) -> None:
+    """The SQLite database (SQLite gives its -wal and -shm files the database's mode) and the
+    secret key file are readable by their owner only; bound SQL parameters never appear in an
+    error or a log line (`hide_parameters`), whatever engine options were given."""
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options.setdefault("hide_parameters", True)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    database = url.database or ""
+    in_file = database not in ("", ":memory:") and not database.startswith("file:")
+    if url.get_backend_name() == "sqlite" and in_file:
+        private_file(database)
+    secret = os.path.join(app.instance_path, "secret_key")
+    if os.path.exists(secret):
+        _owner_only(secret, 0o600)
 
 
 def end_transaction(exc: BaseException | None) -> None:

@@ -18,6 +18,7 @@ from loyalty.api import limits, settings
 from loyalty.domain import (
     campaigns,
     clients,
+    earning_rules,
     idempotency,
     imports,
     ledger,
@@ -25,6 +26,7 @@ from loyalty.domain import (
     program,
     purchases,
     rewards,
+    tiers,
     vouchers,
 )
 from loyalty.domain.context import Actor
@@ -56,17 +58,37 @@ def _refused(exc: DomainError) -> click.ClickException:
     type=click.Choice(SCOPES),
     help="Repeat for several scopes.",
 )
-def create_api_key(name: str, scopes: tuple[str, ...]) -> None:
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, clients.MAX_EXPIRY_DAYS),
+    default=None,
+    help="The key stops working after this many days (default: never).",
+)
+@click.option(
+    "--store",
+    "store_id",
+    default=None,
+    help="Bind the key to this store_id: it posts purchases and returns for that store only.",
+)
+def create_api_key(
+    name: str, scopes: tuple[str, ...], expires_in_days: int | None, store_id: str | None
+) -> None:
     """Create an API client NAME with a new key, printed once, alone on the last line. The name
     of a revoked client may be used again (for a new client)."""
     try:
-        issued = clients.create_client(db.session(), name, list(scopes))
+        issued = clients.create_client(
+            db.session(), name, list(scopes), expires_in_days=expires_in_days, store_id=store_id
+        )
         db.session.commit()
     except DomainError as exc:
         raise _refused(exc) from None
     except IntegrityError:  # a concurrent create-api-key of the same name won
         raise _refused(Conflict(f"An API client named {name!r} is active.")) from None
     click.echo(f"Created API key {name!r} with scopes {', '.join(issued.client.scopes)}.")
+    if issued.client.store_id is not None:
+        click.echo(f"It posts for store {issued.client.store_id!r} only.")
+    if issued.client.expires_at is not None:
+        click.echo(f"It expires {issued.client.expires_at:%Y-%m-%d %H:%M} UTC.")
     click.echo("It is shown only this once; it is stored hashed.")
     click.echo(issued.key)
 
@@ -80,15 +102,23 @@ def create_api_key(name: str, scopes: tuple[str, ...]) -> None:
     help="How long the old key keeps working (default: LOYALTY_API_KEY_GRACE_HOURS, 24); "
     "0 stops it at once.",
 )
-def rotate_api_key(name: str, grace_hours: int | None) -> None:
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, clients.MAX_EXPIRY_DAYS),
+    default=None,
+    help="The new key stops working after this many days (default: when the old one would).",
+)
+def rotate_api_key(name: str, grace_hours: int | None, expires_in_days: int | None) -> None:
     """Give the API client NAME a new key, printed once, alone on the last line. The old key
     keeps working for the grace period, so the client can switch over without a failed
     request; a key replaced before that stops now. The client stays the same (its
-    Idempotency-Keys and external_ids too)."""
+    Idempotency-Keys and external_ids, its store and, unless --expires-in-days, its expiry)."""
     if grace_hours is None:
         grace_hours = max(0, int(current_app.config["LOYALTY_API_KEY_GRACE_HOURS"]))
     try:
-        issued = clients.rotate_key(db.session(), name, timedelta(hours=grace_hours))
+        issued = clients.rotate_key(
+            db.session(), name, timedelta(hours=grace_hours), expires_in_days=expires_in_days
+        )
         db.session.commit()
     except DomainError as exc:
         raise _refused(exc) from None
@@ -99,22 +129,40 @@ def rotate_api_key(name: str, grace_hours: int | None) -> None:
             f"Rotated {name!r}: the old key keeps working until "
             f"{issued.previous_until:%Y-%m-%d %H:%M} UTC, then only the new one does."
         )
+    if issued.client.expires_at is not None:
+        click.echo(f"The new key expires {issued.client.expires_at:%Y-%m-%d %H:%M} UTC.")
     click.echo("It is shown only this once; it is stored hashed.")
     click.echo(issued.key)
 
 
+def _key_state(c: ApiClient, now: datetime) -> str:
+    """A client's state for list-api-keys: revoked, expired or active, and what qualifies it."""
+    if c.revoked_at:
+        return f"revoked {c.revoked_at:%Y-%m-%d %H:%M}"
+    if c.expires_at and c.expires_at <= now:
+        return f"expired {c.expires_at:%Y-%m-%d %H:%M}"
+    state = "active"
+    if c.expires_at:
+        state += f", expires {c.expires_at:%Y-%m-%d %H:%M} UTC"
+    if c.previous_key_expires_at and c.previous_key_expires_at > now:
+        state += f", old key until {c.previous_key_expires_at:%Y-%m-%d %H:%M} UTC"
+    return state
+
+
 @loyalty_cli.command("list-api-keys")
 def list_api_keys() -> None:
-    """List API clients (name, scopes, key prefix, state), revoked ones too."""
+    """List API clients (name, scopes, key prefix, state, store, last used), revoked ones too."""
     rows = db.session.scalars(select(ApiClient).order_by(ApiClient.name, ApiClient.id)).all()
     if not rows:
         click.echo("No API keys.")
     now = utcnow()
     for c in rows:
-        state = f"revoked {c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "active"
-        if not c.revoked_at and c.previous_key_expires_at and c.previous_key_expires_at > now:
-            state += f", old key until {c.previous_key_expires_at:%Y-%m-%d %H:%M} UTC"
-        click.echo(f"{c.name}\t{','.join(c.scopes)}\t{c.key_prefix}…\t{state}")
+        store = f"store {c.store_id}" if c.store_id is not None else "any store"
+        used = f"used {c.last_used_at:%Y-%m-%d %H:%M}" if c.last_used_at else "never used"
+        click.echo(
+            f"{c.name}\t{','.join(c.scopes)}\t{c.key_prefix}…\t{_key_state(c, now)}\t"
+            f"{store}\t{used}"
+        )
 
 
 @loyalty_cli.command("revoke-api-key")
@@ -151,10 +199,44 @@ DEMO_MEMBERS: list[dict[str, Any]] = [
 
 
 DEMO_POINTS = [300, 80, 1000]
+#: The demo's tier table: net spend over the last 365 days, in cents.
+DEMO_TIERS: list[dict[str, Any]] = [
+    {
+        "name": "Silver",
+        "qualifying_spend": 25000,
+        "multiplier": 1.25,
+        "benefits": ["A free coffee on your birthday"],
+    },
+    {
+        "name": "Gold",
+        "qualifying_spend": 100000,
+        "multiplier": 1.5,
+        "benefits": ["Free delivery", "Early access to sales"],
+    },
+]
 DEMO_REWARDS: list[dict[str, Any]] = [
     {"name": "Free coffee", "kind": "free_item", "sku": "COFFEE", "points_cost": 50},
     {"name": "5.00 off", "kind": "amount_off", "value": 500, "points_cost": 250},
     {"name": "10% off", "kind": "percent_off", "value": 10, "points_cost": 400, "stock": 100},
+]
+
+
+#: The demo's earning rules: double points on coffee, and a weekend bonus on bigger baskets.
+DEMO_EARNING_RULES: list[dict[str, Any]] = [
+    {
+        "name": "Double points on coffee",
+        "kind": "multiplier",
+        "value": 2,
+        "conditions": {"categories": ["coffee"]},
+        "max_points_per_purchase": 200,
+    },
+    {
+        "name": "Weekend bonus",
+        "kind": "bonus_points",
+        "value": 25,
+        "conditions": {"weekdays": [6, 7], "min_spend": 5000},
+        "budget": 100000,
+    },
 ]
 
 
@@ -213,6 +295,12 @@ def _load_demo() -> dict[str, str] | None:
             session.rollback()
             return None
         program.ensure_program(session)
+        program.update_program(session, {"tiers": DEMO_TIERS}, Actor.cli())
+        program.update_program(session, {"timezone": "Europe/Amsterdam"}, Actor.cli())
+        # expiry on: each credit lapses at midnight (Amsterdam) a year after it
+        program.update_program(session, {"points_expire_after_days": 365}, Actor.cli())
+        for rule in DEMO_EARNING_RULES:
+            earning_rules.create_rule(session, dict(rule), actor=Actor.cli())
         for data, points in zip(DEMO_MEMBERS, DEMO_POINTS, strict=True):
             member = members.enrol(session, dict(data), settings=settings(), actor=Actor.cli())
             purchases.adjust(
@@ -246,6 +334,48 @@ def release_expired() -> None:
     lazily whenever a member is touched)."""
     total = jobs_of(current_app).run_here("release_expired", None)
     click.echo(f"Released {total} expired reservations.")
+
+
+@loyalty_cli.command("recompute-tiers")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Tiers as at the end of this day in the programme's time zone (default: now).",
+)
+@click.option("--dry-run", is_flag=True, help="List who would move; change nothing.")
+def recompute_tiers(as_of: datetime | None, dry_run: bool) -> None:
+    """Every member's tier from their net spend, by the programme's tier policy (the worker
+    does this nightly)."""
+    at = tiers.end_of_day(db.session(), as_of.date()) if as_of else None
+    moves = jobs_of(current_app).run_here("recompute_tiers", at, dry_run, "cli")
+    for move in moves:
+        click.echo(
+            f"  member {move.member_id}: {move.from_tier or '(none)'} -> "
+            f"{move.to_tier or '(none)'} (spend {move.spend})"
+        )
+    verb = "would move" if dry_run else "moved"
+    click.echo(f"{len(moves)} members {verb}.")
+
+
+@loyalty_cli.command("expire-points")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="As at the end of this day (midnight) in the programme's time zone (default: now).",
+)
+def expire_points(as_of: datetime | None) -> None:
+    """Expire what is left of lapsed lots and release pending points whose time is over (the
+    worker does this hourly). Running it twice expires nothing more."""
+    zone = ledger.lot_terms(db.session()).zone
+    db.session.rollback()  # the job runs in a session of its own
+    at = ledger.end_of_day(as_of.replace(tzinfo=zone), 0, zone) if as_of else None
+    done = jobs_of(current_app).run_here("expire_points", at)
+    click.echo(
+        f"Expired {done['points']} points of {done['lots']} lots of {done['members']} members; "
+        f"released {done['pending_released']} pending points."
+    )
 
 
 @loyalty_cli.command("win-back")
@@ -432,7 +562,9 @@ def run_import(
     result = imports.ImportResult()
     now = utcnow()
     try:
-        rates = imports.ProgramRates.of(program.get_program(session))
+        rates = imports.ProgramRates.of(
+            program.get_program(session), earning_rules.for_import(session)
+        )
         rows = imports.CsvRows(lines, delimiter)
         result.ignored_columns = rows.ignored_columns
         result.delimiter, result.delimiter_detected = rows.delimiter, rows.delimiter_detected

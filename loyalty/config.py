@@ -98,6 +98,18 @@ def _swagger_ui_dir() -> str:
     return os.environ.get("LOYALTY_SWAGGER_UI_DIR") or str(default)
 
 
+#: Rate limits (Flask-Limiter's strings: "600/minute", "10/second;500/hour"), counted in each
+#: process's memory, or in LOYALTY_REDIS_URL's Redis (keys under LOYALTY_RATE_LIMIT_PREFIX) so
+#: that every app server shares them. An unreadable one stops the start.
+RATE_LIMIT_DEFAULTS = {
+    "LOYALTY_RATE_LIMIT_PER_KEY": "600/minute",  # every request of one API key
+    "LOYALTY_RATE_LIMIT_PER_IP": "1200/minute",  # every request from one address
+    "LOYALTY_RATE_LIMIT_LOOKUPS": "60/minute",  # card, member, voucher lookups per key
+    "LOYALTY_RATE_LIMIT_FEEDBACK": "10/minute",  # the public feedback link, per address
+    "LOYALTY_RATE_LIMIT_WEBHOOK_FAILURES": "20/minute",  # bad Stripe signatures, per address
+}
+
+
 class Config:
     """Settings from the environment; `create_app(overrides)` may replace any of them."""
 
@@ -108,18 +120,14 @@ class Config:
         # restart fails one request, after which the pool replaces its connections.
         self.SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {
             "pool_pre_ping": os.environ.get("LOYALTY_DB_PRE_PING", "0") == "1",
+            # errors and SQL logs never show bound values (e-mails, phones): create_app keeps
+            # this on whatever engine options are given
+            "hide_parameters": True,
         }
         self.MAX_CONTENT_LENGTH = _int("LOYALTY_MAX_BODY_BYTES", 1024 * 1024)
         self.JSON_SORT_KEYS = False
 
-        # flask-smorest / OpenAPI
-        self.API_TITLE = "Loyalty"
-        self.API_VERSION = "v1"
-        self.OPENAPI_VERSION = "3.0.3"
-        self.OPENAPI_URL_PREFIX = "/api/v1"
-        self.OPENAPI_JSON_PATH = "openapi.json"
-        self.OPENAPI_SWAGGER_UI_PATH = "docs"
-        self.LOYALTY_SWAGGER_UI_DIR = _swagger_ui_dir()
+        self._web()
 
         # Loyalty's own settings
         self.LOYALTY_CARD_PREFIX = os.environ.get("LOYALTY_CARD_PREFIX", "990")
@@ -137,6 +145,32 @@ class Config:
         for name, value in _limit_settings().items():
             setattr(self, name, value)
 
+        self._services(instance_path)
+
+    def _web(self) -> None:
+        """The OpenAPI document and docs page, rate limits, proxies, CORS."""
+        # flask-smorest / OpenAPI
+        self.API_TITLE = "Loyalty"
+        self.API_VERSION = "v1"
+        self.OPENAPI_VERSION = "3.0.3"
+        self.OPENAPI_URL_PREFIX = "/api/v1"
+        self.OPENAPI_JSON_PATH = "openapi.json"
+        self.OPENAPI_SWAGGER_UI_PATH = "docs"
+        self.LOYALTY_SWAGGER_UI_DIR = _swagger_ui_dir()
+
+        # Rate limits (loyalty/ratelimits.py), each from its variable, else RATE_LIMIT_DEFAULTS
+        for name, default in RATE_LIMIT_DEFAULTS.items():
+            setattr(self, name, os.environ.get(name) or default)
+        self.LOYALTY_RATE_LIMIT_PREFIX = os.environ.get("LOYALTY_RATE_LIMIT_PREFIX") or "loyalty"
+        # proxies in front of the app whose X-Forwarded-For is trusted (the per-IP limits)
+        self.LOYALTY_PROXY_HOPS = _int("LOYALTY_PROXY_HOPS", 0)
+        # browser origins allowed to call the API (CORS), comma-separated; none by default
+        self.LOYALTY_CORS_ORIGINS = [
+            o.strip() for o in os.environ.get("LOYALTY_CORS_ORIGINS", "").split(",") if o.strip()
+        ]
+
+    def _services(self, instance_path: str) -> None:
+        """Stripe, the background jobs, the operations endpoints."""
         # Stripe: off unless STRIPE_API_KEY is set; STRIPE_API_BASE points tests at localstripe.
         self.STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY") or None
         self.STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET") or None
@@ -160,3 +194,8 @@ class Config:
         self.LOYALTY_JOB_GRACE_SECONDS = _int("LOYALTY_JOB_GRACE_SECONDS", 60)
         self.LOYALTY_CAMPAIGN_BATCH = _int("LOYALTY_CAMPAIGN_BATCH", 500)
         self.LOYALTY_CAMPAIGN_MAX_ATTEMPTS = _int("LOYALTY_CAMPAIGN_MAX_ATTEMPTS", 5)
+
+        # Operations (loyalty/observability.py): who may read /metrics (CIDRs, comma-separated;
+        # empty: nobody); checked at start-up. The log level of the JSON logs is gunicorn's
+        # (LOYALTY_LOG_LEVEL in gunicorn.conf.py).
+        self.LOYALTY_METRICS_ALLOW = os.environ.get("LOYALTY_METRICS_ALLOW", "127.0.0.1/32,::1/128")

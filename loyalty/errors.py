@@ -59,6 +59,10 @@ class Forbidden(DomainError):
     status, code, title = 403, "forbidden", "The API key lacks the scope for this operation"
 
 
+class StoreNotAllowed(DomainError):
+    status, code, title = 403, "store_not_allowed", "The API key is bound to another store"
+
+
 # 404 ------------------------------------------------------------------------------------------
 class NotFound(DomainError):
     status, code, title = 404, "not_found", "Not found"
@@ -212,6 +216,14 @@ class MemberMismatch(DomainError):
 
 class LimitExceeded(DomainError):
     code, title = "limit_exceeded", "Above a configured limit"
+
+
+# 429 ------------------------------------------------------------------------------------------
+class RateLimited(DomainError):
+    """Too many requests from one API key or address (Flask-Limiter's 429, mapped in
+    `loyalty/api/problems.py`); `Retry-After` says when to try again."""
+
+    status, code, title = 429, "rate_limited", "Too many requests: slow down"
 
 
 # constraints -----------------------------------------------------------------------------------

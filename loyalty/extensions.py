@@ -9,13 +9,17 @@ from typing import Any
 
 from apispec import APISpec, BasePlugin
 from flask import Flask, Response, abort, render_template_string, send_from_directory, url_for
+from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_smorest.spec import prepare_response
 from flask_sqlalchemy import SQLAlchemy
+from markupsafe import Markup
 
 from loyalty.errors import DomainError
+from loyalty.headers import page_csp, script_hash
 from loyalty.models.base import Base
+from loyalty.ratelimits import AppLimiter
 from loyalty.schemas.common import PROBLEM_MIMETYPE, ProblemSchema
 
 
@@ -56,8 +60,8 @@ class ErrorResponsesPlugin(BasePlugin):
     """The error responses of each operation, each referring to its status's response (which
     lists that status's codes): 400 where a body is read, 401 and 403 where a key is needed,
     404 where the path or a field names an object, 409 where the operation writes (state and
-    Idempotency-Key conflicts). 422 is flask-smorest's; every operation also has `default`,
-    with every code."""
+    Idempotency-Key conflicts), 429 everywhere (rate limits). 422 is flask-smorest's; every
+    operation also has `default`, with every code."""
 
     def init_spec(self, spec: APISpec) -> None:
         super().init_spec(spec)
@@ -67,7 +71,7 @@ class ErrorResponsesPlugin(BasePlugin):
         self, path: str | None = None, operations: dict | None = None, **kwargs: Any
     ) -> None:
         for method, operation in (operations or {}).items():
-            statuses = set()
+            statuses = {429}
             if operation.get("security"):
                 statuses |= {401, 403}
             if "{" in (path or "") or self._names_object(operation):
@@ -119,12 +123,15 @@ SWAGGER_UI_PAGE = """<!DOCTYPE html>
 <body>
   <div id="swagger-ui"></div>
   <script src="{{ files }}/swagger-ui-bundle.js"></script>
-  <script>
-    window.onload = function () { window.ui = SwaggerUIBundle({{ config | tojson }}); };
-  </script>
+  <script>{{ init }}</script>
 </body>
 </html>
 """
+
+#: The inline script that starts Swagger UI (the page's CSP names its hash).
+SWAGGER_UI_INIT = (
+    "window.onload = function () { window.ui = SwaggerUIBundle({{ config | tojson }}); };"
+)
 
 SWAGGER_UI_MISSING = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title></head>
@@ -191,6 +198,8 @@ class LoyaltyApi(Api):
                 response = _status_response(status, codes[status], self.ERROR_SCHEMA)
             elif not (100 <= status < 200) and status not in (204, 304):
                 response["schema"] = self.ERROR_SCHEMA
+            if status == http.HTTPStatus.TOO_MANY_REQUESTS:
+                response["headers"] = RATE_LIMIT_HEADERS
             prepare_response(response, self.spec, PROBLEM_MIMETYPE)
             # a status with codes is listed even where no operation refers to it
             self.spec.components.response(status.name, response, lazy=status not in codes)
@@ -226,14 +235,43 @@ class LoyaltyApi(Api):
             **self.config.get("OPENAPI_SWAGGER_UI_CONFIG", {}),
         }
         files = url_for(f"{blueprint}.openapi_swagger_ui")
-        return render_template_string(
-            SWAGGER_UI_PAGE, title=self.spec.title, files=files, config=config
+        init = render_template_string(SWAGGER_UI_INIT, config=config)
+        page = render_template_string(
+            SWAGGER_UI_PAGE, title=self.spec.title, files=files, init=Markup(init)
+        )
+        # the page's CSP allows its one inline script by its hash (loyalty/headers.py)
+        return Response(
+            page,
+            mimetype="text/html",
+            headers={"Content-Security-Policy": page_csp(script_hash(init))},
         )
 
     def _swagger_file(self, filename: str) -> Any:
         if filename not in SWAGGER_UI_FILES:
             abort(404)
         return send_from_directory(self.config["LOYALTY_SWAGGER_UI_DIR"], filename, max_age=3600)
+
+
+#: The headers of a 429 (loyalty/ratelimits.py; Flask-Limiter's names).
+RATE_LIMIT_HEADERS = {
+    "Retry-After": {
+        "description": "Seconds until a request may succeed again.",
+        "schema": {"type": "integer", "minimum": 0},
+        "required": True,
+    },
+    "X-RateLimit-Limit": {
+        "description": "Requests the exceeded limit allows per window.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in the window: 0.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "X-RateLimit-Reset": {
+        "description": "When the window ends, as a Unix time in seconds.",
+        "schema": {"type": "integer"},
+    },
+}
 
 
 def _with_code(schema: Any, code: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +289,8 @@ def _status_response(status: http.HTTPStatus, codes: dict[str, str], schema: Any
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 api = LoyaltyApi()
+limiter = AppLimiter()  # loyalty/ratelimits.py
+cors = CORS()  # loyalty/headers.py: only for LOYALTY_CORS_ORIGINS
 
 #: Read by the SQLite BEGIN hook: a write transaction takes the write lock up front
 #: (BEGIN IMMEDIATE), so read-then-write cannot interleave between app servers.

@@ -212,6 +212,34 @@ pm.test("stored as sent, benefits defaulted", () => {
 });""",
     ),
     request(
+        "put programme: dry run of a tier table",
+        "PUT",
+        "/api/v1/program?dry_run=true",
+        key="admin_key",
+        body={
+            "tiers": [
+                {"name": "Silver", "qualifying_spend": 0, "multiplier": 1},
+                {"name": "Gold", "qualifying_spend": 1, "multiplier": 2},
+            ],
+            "tier_downgrade": "end_of_period",
+        },
+        tests=status(200)
+        + """
+const p = pm.response.json();
+pm.test("who would move, listed", () => {
+  pm.expect(p.tier_moves_count).to.be.a("number");
+  pm.expect(p.tier_moves).to.be.an("array");
+  pm.expect(p.tier_downgrade).to.eql("end_of_period");
+});
+pm.sendRequest({
+  url: pm.variables.get("base_url") + "/api/v1/program",
+  header: {Authorization: "Bearer " + pm.variables.get("admin_key")},
+}, (err, res) => pm.test("nothing written", () => {
+  pm.expect(res.json().tiers[1].qualifying_spend).to.eql(50000);
+  pm.expect(res.json()).to.not.have.any.keys("tier_moves");
+}));""",
+    ),
+    request(
         "put programme: what GET gave, sent back",
         "PUT",
         "/api/v1/program",
@@ -252,7 +280,7 @@ const m = pm.response.json();
 pm.test("member with a valid card and zero balance", () => {
   pm.expect(luhnValid(m.card_number)).to.be.true;
   pm.expect(m.cards).to.eql([{card_number: m.card_number, status: "active"}]);
-  pm.expect(m.balance).to.eql({points: 0, held: 0, available: 0});
+  pm.expect(m.balance).to.eql({points: 0, held: 0, available: 0, pending: 0});
   pm.expect(m.vouchers_issued).to.eql([]);
 });
 pm.test("a till reads no contact data (admin only)", () => {
@@ -321,7 +349,7 @@ pm.test("member and zero balance", () => {
   const c = pm.response.json();
   pm.expect(c.status).to.eql("active");
   pm.expect(c.member.id).to.eql(Number(pm.collectionVariables.get("member_id")));
-  pm.expect(c.balance).to.eql({points: 0, held: 0, available: 0});
+  pm.expect(c.balance).to.eql({points: 0, held: 0, available: 0, pending: 0});
 });""",
     ),
     request(
@@ -397,7 +425,7 @@ pm.test("each voucher code answered as redeem would", () => {
 const p = pm.response.json();
 const expected = Number(pm.collectionVariables.get("expected_points"));
 pm.test("points earned as quoted", () => pm.expect(p.points_earned).to.eql(expected));
-pm.test("balance has them", () => pm.expect(p.balance).to.eql({points: expected, held: 0, available: expected}));
+pm.test("balance has them", () => pm.expect(p.balance).to.eql({points: expected, held: 0, available: expected, pending: 0}));
 pm.test("no vouchers yet", () => pm.expect(p.vouchers_issued).to.eql([]));
 pm.collectionVariables.set("purchase_id", p.id);
 pm.collectionVariables.set("feedback_token", p.feedback_token);
@@ -651,6 +679,137 @@ pm.test("balance_after chains", () => {
   pm.expect(entries[entries.length - 1].balance_after).to.eql(entries[entries.length - 1].points);
 });
 pm.test("total in the header", () => pm.expect(pm.response.headers.get("X-Total-Count")).to.eql("4"));""",
+    ),
+    request(
+        "points expiring within 90 days",
+        "GET",
+        "/api/v1/members/{{member_id}}/expiring?days=90",
+        tests=status(200)
+        + """
+const body = pm.response.json();
+pm.test("the lots and their sum", () => {
+  pm.expect(body.days).to.eql(90);
+  pm.expect(body.points).to.eql(body.lots.reduce((sum, lot) => sum + lot.points, 0));
+});""",
+    ),
+    request(
+        "expiring: days out of range is 422",
+        "GET",
+        "/api/v1/members/{{member_id}}/expiring?days=-1",
+        tests=status(422)
+        + code("validation_error")
+        + 'pm.test("names days", () => pm.expect(pm.response.json().errors).to.have.property("days"));',
+    ),
+    request(
+        "audit trail of the member (admin)",
+        "GET",
+        "/api/v1/audit-entries?target_type=member&target_id={{member_id}}&action=points.adjust",
+        key="admin_key",
+        tests=status(200)
+        + """
+const adjust = pm.response.json()[0];
+pm.test("the adjustment: who, why, before and after", () => {
+  pm.expect(adjust.action).to.eql("points.adjust");
+  pm.expect(adjust.reason).to.be.a("string");
+  pm.expect(adjust.changes.points).to.have.lengthOf(2);
+  pm.expect(adjust.changes.points[1] - adjust.changes.points[0]).to.eql(adjust.detail.points);
+});""",
+    ),
+    request(
+        "audit trail with a pos key → 403",
+        "GET",
+        "/api/v1/audit-entries",
+        tests=status(403) + code("forbidden"),
+    ),
+    # ---------------------------------------------------------------- earning rules
+    # created inactive (and deleted at the end), so the purchases of this run earn as before
+    request(
+        "add an earning rule (admin)",
+        "POST",
+        "/api/v1/earning-rules",
+        key="admin_key",
+        body={
+            "name": "Double coffee {{run}}",
+            "kind": "multiplier",
+            "value": 2,
+            "conditions": {"categories": ["coffee"], "weekdays": [1, 2, 3, 4, 5]},
+            "max_points_per_purchase": 100,
+            "budget": 10000,
+            "active": False,
+        },
+        tests=status(201)
+        + """
+const r = pm.response.json();
+pm.test("a versioned rule with its budget", () => {
+  pm.expect(r.version).to.eql(1); pm.expect(r.value).to.eql(2); pm.expect(r.budget_left).to.eql(10000);
+});
+pm.collectionVariables.set("earning_rule_id", r.id);""",
+    ),
+    request(
+        "earning rule with a multiplier of 1 → 422",
+        "POST",
+        "/api/v1/earning-rules",
+        key="admin_key",
+        body={"name": "x", "kind": "multiplier", "value": 1},
+        tests=status(422)
+        + code("validation_error")
+        + """
+pm.test("value named", () => pm.expect(pm.response.json().errors).to.have.key("value"));""",
+    ),
+    request(
+        "earning rules (admin)",
+        "GET",
+        "/api/v1/earning-rules",
+        key="admin_key",
+        tests=status(200)
+        + """
+pm.test("the new rule is listed", () => pm.expect(pm.response.json().map(r => r.id)).to.include(pm.collectionVariables.get("earning_rule_id")));""",
+    ),
+    request(
+        "earning rules need admin → 403",
+        "GET",
+        "/api/v1/earning-rules",
+        tests=status(403) + code("forbidden"),
+    ),
+    request(
+        "get an earning rule",
+        "GET",
+        "/api/v1/earning-rules/{{earning_rule_id}}",
+        key="admin_key",
+        tests=status(200),
+    ),
+    request(
+        "change an earning rule (a new version)",
+        "PATCH",
+        "/api/v1/earning-rules/{{earning_rule_id}}",
+        key="admin_key",
+        body={"value": 1.5, "priority": 10},
+        tests=status(200)
+        + """
+pm.test("version 2, exact value", () => { const r = pm.response.json(); pm.expect(r.version).to.eql(2); pm.expect(r.value).to.eql(1.5); });""",
+    ),
+    request(
+        "an earning rule's versions",
+        "GET",
+        "/api/v1/earning-rules/{{earning_rule_id}}/versions",
+        key="admin_key",
+        tests=status(200)
+        + """
+pm.test("two versions", () => pm.expect(pm.response.json().map(v => v.version)).to.eql([1, 2]));""",
+    ),
+    request(
+        "delete an earning rule",
+        "DELETE",
+        "/api/v1/earning-rules/{{earning_rule_id}}",
+        key="admin_key",
+        tests=status(204),
+    ),
+    request(
+        "a deleted earning rule → 404",
+        "GET",
+        "/api/v1/earning-rules/{{earning_rule_id}}",
+        key="admin_key",
+        tests=status(404) + code("not_found"),
     ),
     # ---------------------------------------------------------------- rewards and redemptions
     request(
@@ -1084,6 +1243,19 @@ pm.test("every kind", () => pm.expect(kinds).to.eql(["come_back", "welcome", "wi
 pm.test("each cohort starts at 1.0", () => pm.response.json().cohorts.forEach(c => pm.expect(c.retention[0]).to.eql(1.0)));""",
     ),
     request(
+        "points metrics: the liability (reports)",
+        "GET",
+        "/api/v1/metrics/points?start=2026-01-01&end=2030-12-31",
+        key="reports_key",
+        tests=status(200)
+        + """
+const m = pm.response.json();
+pm.test("the figures of metrics.md", () => pm.expect(m).to.include.keys("issued", "redeemed",
+  "expired", "reversed", "adjusted", "outstanding_at_start", "outstanding", "value_per_point",
+  "outstanding_value", "months"));
+pm.test("the months add up", () => pm.expect(m.months.reduce((s, x) => s + x.issued, 0)).to.eql(m.issued));""",
+    ),
+    request(
         "unknown member → 404",
         "GET",
         "/api/v1/members/999999999",
@@ -1108,6 +1280,35 @@ pm.test("one hit with a total", () => {
         key="admin_key",
         tests=status(200)
         + 'pm.test("one hit", () => pm.expect(pm.response.json().length).to.eql(1));',
+    ),
+    request(
+        "search by e-mail in the body (admin)",
+        "POST",
+        "/api/v1/members/search",
+        key="admin_key",
+        body={"email": "ANN.{{run}}@example.com"},
+        tests=status(200)
+        + """
+pm.test("the member, with a total", () => {
+  pm.expect(pm.response.json().map(m => m.id)).to.eql([Number(pm.collectionVariables.get("member_id"))]);
+  pm.expect(pm.response.headers.get("X-Total-Count")).to.eql("1");
+});""",
+    ),
+    request(
+        "export everything about the member (admin)",
+        "GET",
+        "/api/v1/members/{{member_id}}/export",
+        key="admin_key",
+        tests=status(200)
+        + """
+pm.test("the member and their records", () => {
+  const e = pm.response.json();
+  pm.expect(e.member.id).to.eql(Number(pm.collectionVariables.get("member_id")));
+  pm.expect(e.cards.length).to.be.above(0);
+  ["ledger", "purchases", "returns", "vouchers", "redemptions", "feedback", "audit_entries"]
+    .forEach(k => pm.expect(e[k]).to.be.an("array"));
+});
+pm.test("a request id", () => pm.expect(pm.response.headers.get("X-Request-Id")).to.match(/^[0-9a-f]{32}$/));""",
     ),
     request(
         "search with page_size over 100 → 422",

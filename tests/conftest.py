@@ -27,7 +27,8 @@ from sqlalchemy import text
 from loyalty.app import create_app
 from loyalty.domain.context import Actor
 from loyalty.domain.program import ensure_program
-from loyalty.extensions import db
+from loyalty.extensions import api, db
+from loyalty.ratelimits import SETTINGS as RATE_LIMIT_SETTINGS
 from tests import factories, stripe_server
 
 BACKEND = os.environ.get("LOYALTY_TEST_DB", "sqlite")
@@ -101,6 +102,8 @@ def app(database_url: str) -> Iterator[Flask]:
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
             # jobs run at once where they are enqueued; tests/jobs/ run them through a queue
             "LOYALTY_JOBS_IMMEDIATE": True,
+            # limits no test reaches (tests/api/test_rate_limits.py makes apps with low ones)
+            **{name: "1000000/minute" for name in RATE_LIMIT_SETTINGS},
         }
     )
     with app.app_context():
@@ -147,6 +150,29 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
+def make_app(app: Flask) -> Iterator[Callable[..., Flask]]:
+    """`make_app(LOYALTY_RATE_LIMIT_LOOKUPS="3/minute")`: another app server on the run's
+    database, with the session app's config and these settings. flask-smorest's Api binds the
+    last app it was given: the session app's binding is restored after the test."""
+    bound = dict(vars(api))
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        other = create_app({**app.config, **overrides})
+        made.append(other)
+        return other
+
+    try:
+        yield make
+    finally:
+        for other in made:
+            with other.app_context():
+                db.engine.dispose()
+        vars(api).clear()
+        vars(api).update(bound)
+
+
+@pytest.fixture
 def runner(app: Flask) -> Any:
     return app.test_cli_runner()
 
@@ -161,11 +187,12 @@ def session(app: Flask) -> Iterator[Any]:
 
 @pytest.fixture
 def api_key(app: Flask) -> Callable[..., dict[str, str]]:
-    """`api_key("pos")` → headers with a fresh key of those scopes."""
+    """`api_key("pos")` → headers with a fresh key of those scopes; `api_key("pos",
+    store_id="S1")`, `expires_at=…`, `revoked_at=…` set those columns of its client."""
 
-    def make(*scopes: str, name: str | None = None) -> dict[str, str]:
+    def make(*scopes: str, name: str | None = None, **fields: Any) -> dict[str, str]:
         with app.app_context():
-            key = factories.api_client(db.session, scopes or ("admin",), name=name)
+            key = factories.api_client(db.session, scopes or ("admin",), name=name, **fields)
             db.session.commit()
         return {"Authorization": f"Bearer {key}"}
 

@@ -33,7 +33,7 @@ def next_id() -> int:
 
 
 def _new_client(
-    session: Session, scopes: tuple[str, ...], name: str | None
+    session: Session, scopes: tuple[str, ...], name: str | None, **fields: Any
 ) -> tuple[ApiClient, str]:
     key = auth.generate_key()
     client = ApiClient(
@@ -41,15 +41,19 @@ def _new_client(
         key_hash=auth.hash_key(key),
         key_prefix=key[:12],
         scopes=list(scopes),
+        **fields,
     )
     session.add(client)
     session.flush()
     return client, key
 
 
-def api_client(session: Session, scopes: tuple[str, ...], name: str | None = None) -> str:
-    """A new API client with these scopes; returns its key."""
-    return _new_client(session, scopes, name)[1]
+def api_client(
+    session: Session, scopes: tuple[str, ...], name: str | None = None, **fields: Any
+) -> str:
+    """A new API client with these scopes (and other columns: `store_id`, `expires_at`,
+    `revoked_at`); returns its key."""
+    return _new_client(session, scopes, name, **fields)[1]
 
 
 def actor(session: Session, scopes: tuple[str, ...] = ("pos",), name: str | None = None) -> Actor:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from loyalty.app import create_app
 from loyalty.extensions import api, db
-from loyalty.models import ApiClient, IdempotencyRecord, Member
+from loyalty.models import ApiClient, AuditEntry, IdempotencyRecord, Member
 from loyalty.models.types import utcnow
 
 
@@ -293,3 +293,93 @@ def test_a_revoked_or_expired_key_stops_at_once_on_every_app_server(
     assert _status(other, key) == 401 and _status(other, new) == 200
     assert runner.invoke(args=["loyalty", "revoke-api-key", "till"]).exit_code == 0
     assert _status(other, new) == _status(client, new) == 401
+
+
+def _client_named(app: Flask, name: str) -> ApiClient:
+    with app.app_context():
+        found = db.session.scalar(
+            select(ApiClient).where(ApiClient.name == name).order_by(ApiClient.id.desc())
+        )
+        db.session.expunge(found)
+        return found
+
+
+def test_a_key_can_expire_and_a_rotation_keeps_its_expiry_or_sets_a_new_one(
+    app, runner, client
+) -> None:
+    made = runner.invoke(
+        args=["loyalty", "create-api-key", "temp", "--scope", "pos", "--expires-in-days", "7"]
+    )
+    key = _key(made)
+    assert "It expires " in made.output
+    expires = _client_named(app, "temp").expires_at
+    assert timedelta(days=6, hours=23) < expires - utcnow() <= timedelta(days=7)
+    assert _status(client, key) == 200
+    # rotated: the new key expires when the old one would have
+    new = _key(runner.invoke(args=["loyalty", "rotate-api-key", "temp"]))
+    assert _client_named(app, "temp").expires_at == expires
+    # rotated with a new expiry
+    rotated = runner.invoke(args=["loyalty", "rotate-api-key", "temp", "--expires-in-days", "30"])
+    newer = _key(rotated)
+    assert "The new key expires " in rotated.output
+    assert _client_named(app, "temp").expires_at - utcnow() > timedelta(days=29)
+    # the date passes: every key of the client stops, the one in its grace period too
+    with app.app_context():
+        stored = db.session.scalar(select(ApiClient).where(ApiClient.name == "temp"))
+        stored.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    assert _status(client, newer) == 401 and _status(client, new) == 401
+    listed = runner.invoke(args=["loyalty", "list-api-keys"]).output.splitlines()
+    assert [line.split("\t")[3][:7] for line in listed] == ["expired"]
+
+
+@pytest.mark.parametrize("days", ["0", "3651", "x"])
+def test_an_expiry_out_of_range_is_refused(runner, days) -> None:
+    out = runner.invoke(
+        args=["loyalty", "create-api-key", "t", "--scope", "pos", "--expires-in-days", days]
+    )
+    assert out.exit_code == 2 and "expires-in-days" in out.output
+
+
+def test_a_key_bound_to_a_store_is_listed_with_it_and_its_last_use(app, runner, client) -> None:
+    made = runner.invoke(
+        args=["loyalty", "create-api-key", "till-s1", "--scope", "pos", "--store", "S1"]
+    )
+    key = _key(made)
+    assert "It posts for store 'S1' only." in made.output
+    assert _client_named(app, "till-s1").store_id == "S1"
+    (line,) = runner.invoke(args=["loyalty", "list-api-keys"]).output.splitlines()
+    assert line.split("\t")[3:] == ["active", "store S1", "never used"]
+    assert _status(client, key) == 200
+    (line,) = runner.invoke(args=["loyalty", "list-api-keys"]).output.splitlines()
+    assert line.split("\t")[5].startswith(f"used {utcnow():%Y-%m-%d}")
+    blank = runner.invoke(
+        args=["loyalty", "create-api-key", "t2", "--scope", "pos", "--store", " "]
+    )
+    assert blank.exit_code == 1 and "store id" in blank.output
+
+
+def test_key_commands_are_in_the_audit_trail_without_the_key(app, runner) -> None:
+    created = _key(runner.invoke(args=["loyalty", "create-api-key", "till", "--scope", "pos"]))
+    rotated = _key(runner.invoke(args=["loyalty", "rotate-api-key", "till", "--grace-hours", "0"]))
+    assert runner.invoke(args=["loyalty", "revoke-api-key", "till"]).exit_code == 0
+    client_id = _client_named(app, "till").id
+    with app.app_context():
+        trail = db.session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        rows = [(e.action, e.actor, e.api_client_id, e.target_type, e.target_id) for e in trail]
+        details = [e.detail for e in trail]
+    assert rows == [
+        ("api_key.create", "cli", None, "api_key", str(client_id)),
+        ("api_key.rotate", "cli", None, "api_key", str(client_id)),
+        ("api_key.revoke", "cli", None, "api_key", str(client_id)),
+    ]
+    assert details[0]["changes"] == {
+        "name": [None, "till"],
+        "scopes": [None, ["pos"]],
+    }
+    assert details[1]["changes"] == {"key_prefix": [created[:12], rotated[:12]]}
+    assert details[1]["previous_key_until"] is None
+    assert list(details[2]["changes"]) == ["revoked_at"]
+    text_of_trail = repr(details)
+    for secret in (created, rotated, created[12:], rotated[12:]):
+        assert secret not in text_of_trail

@@ -132,6 +132,7 @@ def test_import_on_top_of_a_debt_and_a_reservation_keeps_the_books(
     assert client.get(f"/api/v1/members/{m['id']}", headers=pos).json["balance"] == {
         "points": 10,
         "held": 0,
+        "pending": 0,
         "available": 10,
     }
     assert runner.invoke(args=["loyalty", "verify-ledger"]).exit_code == 0

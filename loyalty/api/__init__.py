@@ -29,7 +29,12 @@ def settings() -> Settings:
 def actor() -> Actor:
     """The calling API client, as the domain records it."""
     client = current_client()
-    return Actor(client_id=client.id, name=client.name, admin="admin" in client.scopes)
+    return Actor(
+        client_id=client.id,
+        name=client.name,
+        admin="admin" in client.scopes,
+        store_id=client.store_id,
+    )
 
 
 def limits() -> Limits:

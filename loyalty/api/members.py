@@ -8,9 +8,10 @@ from flask.views import MethodView
 
 from loyalty import auth
 from loyalty.api import actor, limits, settings
+from loyalty.api.audit import note_read
 from loyalty.api.base import LoyaltyBlueprint, page_window
 from loyalty.api.uow import apply_due_expiries, transactional
-from loyalty.domain import members, purchases, segments
+from loyalty.domain import export, lots, members, purchases, segments, tiers
 from loyalty.domain.views import Redacted
 from loyalty.extensions import db
 from loyalty.models import Member
@@ -20,10 +21,14 @@ from loyalty.schemas.members import (
     CardIssueSchema,
     CardSchema,
     EnrolledMemberSchema,
+    ExpiringArgs,
+    ExpiringSchema,
     MemberCreateSchema,
     MemberDetailSchema,
+    MemberExportSchema,
     MemberSchema,
     MemberSearchArgs,
+    MemberSearchSchema,
     MemberUpdateSchema,
 )
 from loyalty.schemas.purchases import AdjustmentResultSchema, AdjustmentSchema, LedgerEntrySchema
@@ -45,13 +50,9 @@ class Members(MethodView):
     @blp.response(200, MemberSchema(many=True))
     @blp.paginate()
     def get(self, args: dict[str, Any], pagination_parameters: Any) -> Any:
-        """Search members by e-mail, phone, card number or part of the name (newest first)"""
-        offset, limit = page_window(pagination_parameters)
-        items, total = members.search_members(
-            db.session(), **args, settings=settings(), offset=offset, limit=limit
-        )
-        pagination_parameters.item_count = total
-        return items
+        """Search members by e-mail, phone, card number or part of the name (newest first).
+        Prefer POST /members/search: it keeps the terms out of URLs"""
+        return _search(args, pagination_parameters)
 
     @auth.require("pos", "webshop", "admin")
     @transactional(idempotent=True)
@@ -68,6 +69,39 @@ class Members(MethodView):
         )
 
 
+def _search(terms: dict[str, Any], pagination_parameters: Any) -> list[Member]:
+    offset, limit = page_window(pagination_parameters)
+    items, total = members.search_members(
+        db.session(), **terms, settings=settings(), offset=offset, limit=limit
+    )
+    pagination_parameters.item_count = total
+    # a staff read of personal data: which kinds of term, and whom it found (never the terms)
+    note_read("members", "search", {"by": sorted(terms), "member_ids": [m.id for m in items]})
+    return items
+
+
+@blp.route("/members/search")
+class MemberSearch(MethodView):
+    @auth.require("admin")
+    @blp.arguments(MemberSearchSchema(), required=False)
+    @blp.response(200, MemberSchema(many=True))
+    @blp.paginate()
+    def post(self, terms: dict[str, Any], pagination_parameters: Any) -> Any:
+        """Search members, the terms in the body (e-mail addresses and phone numbers stay out
+        of URLs and logs): every term given must match; newest first"""
+        return _search(terms or {}, pagination_parameters)
+
+
+@blp.route("/members/<id:member_id>/export")
+class MemberExport(MethodView):
+    @auth.require("admin")
+    @blp.response(200, MemberExportSchema)
+    def get(self, member_id: int) -> Any:
+        """Everything held about the member (the right of access), as JSON"""
+        note_read("member", member_id, {"export": True})
+        return export.member_export(db.session(), member_id)
+
+
 @blp.route("/members/<id:member_id>")
 class MemberById(MethodView):
     @auth.require("pos", "webshop", "admin")
@@ -77,7 +111,13 @@ class MemberById(MethodView):
         apply_due_expiries(member_id)
         member = members.get_member(db.session(), member_id)
         segment = segments.segment_of(db.session(), member.id, utcnow().date())
-        return _as_caller_may_read(member, segment=segment)
+        progress = tiers.progress(db.session(), member, utcnow())
+        if "admin" in auth.current_client().scopes:  # contact data: a staff read
+            note_read("member", member.id)
+        expiry = lots.next_expiry(db.session(), member.id)
+        return _as_caller_may_read(
+            member, segment=segment, tier_progress=progress, next_expiry=expiry
+        )
 
     @auth.require("admin")
     @transactional()
@@ -123,6 +163,16 @@ class MemberAdjustments(MethodView):
         return purchases.adjust(
             db.session(), member_id, data["points"], data["reason"], actor=actor(), limits=limits()
         )
+
+
+@blp.route("/members/<id:member_id>/expiring")
+class MemberExpiring(MethodView):
+    @auth.require("pos", "webshop", "admin")
+    @blp.arguments(ExpiringArgs(), location="query")
+    @blp.response(200, ExpiringSchema)
+    def get(self, args: dict[str, Any], member_id: int) -> Any:
+        """The member's points that expire within `days` days, lot by lot, soonest first"""
+        return lots.expiring(db.session(), member_id, args["days"], utcnow())
 
 
 @blp.route("/members/<id:member_id>/ledger")

@@ -8,12 +8,13 @@ from flask.views import MethodView
 
 from loyalty import auth
 from loyalty.api.base import LoyaltyBlueprint
-from loyalty.domain import feedback, metrics, segments
+from loyalty.domain import feedback, lots, metrics, segments
 from loyalty.extensions import db
 from loyalty.schemas.metrics import (
     CohortsSchema,
     FeedbackMetricsSchema,
     PeriodArgs,
+    PointsMetricsSchema,
     RetentionArgs,
     RetentionSchema,
     SegmentArgs,
@@ -74,3 +75,14 @@ class VoucherMetrics(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Per voucher kind: issued, redeemed, days to the next purchase, uplift over holdout"""
         return metrics.vouchers(db.session(), args["start"], args["end"])
+
+
+@blp.route("/metrics/points")
+class PointsMetrics(MethodView):
+    @auth.require("reports", "admin")
+    @blp.arguments(PeriodArgs(), location="query")
+    @blp.response(200, PointsMetricsSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Points issued, redeemed, expired in the period, and outstanding (the liability), also
+        per calendar month"""
+        return lots.points_metrics(db.session(), args["start"], args["end"])

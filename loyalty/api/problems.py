@@ -15,7 +15,7 @@ from typing import Any
 from flask import Response, json
 from werkzeug.exceptions import HTTPException
 
-from loyalty.errors import DomainError
+from loyalty.errors import DomainError, RateLimited
 from loyalty.schemas.common import PROBLEM_MIMETYPE
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ _HTTP_CODES = {
     413: ("payload_too_large", "The request body is too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     422: ("validation_error", "The request is not valid"),
-    429: ("too_many_requests", "Too many requests"),
+    429: (RateLimited.code, RateLimited.title),  # Flask-Limiter's RateLimitExceeded
 }
 
 

@@ -12,7 +12,12 @@ from loyalty.api.base import LoyaltyBlueprint
 from loyalty.api.uow import transactional
 from loyalty.domain import program
 from loyalty.extensions import db
-from loyalty.schemas.program import ProgramSchema, ProgramUpdateSchema
+from loyalty.schemas.program import (
+    ProgramSchema,
+    ProgramUpdateArgs,
+    ProgramUpdateResultSchema,
+    ProgramUpdateSchema,
+)
 
 blp = LoyaltyBlueprint("program", __name__, description="The programme")
 
@@ -28,7 +33,9 @@ class ProgramResource(MethodView):
     @auth.require("admin")
     @transactional()
     @blp.arguments(ProgramUpdateSchema(), required=False)
-    @blp.response(200, ProgramSchema)
-    def put(self, data: dict[str, Any]) -> Any:
-        """Change the programme (the fields given replace the current ones)"""
-        return program.update_program(db.session(), data or {}, actor())
+    @blp.arguments(ProgramUpdateArgs(), location="query")
+    @blp.response(200, ProgramUpdateResultSchema)
+    def put(self, data: dict[str, Any], args: dict[str, Any]) -> Any:
+        """Change the programme (the fields given replace the current ones); a new tier table
+        or tier policy recomputes the members' tiers (`?dry_run=true`: who would move)"""
+        return program.update_program(db.session(), data or {}, actor(), dry_run=args["dry_run"])

@@ -19,7 +19,7 @@ from loyalty.api.uow import (
     transactional,
     unit_of_work,
 )
-from loyalty.domain import checkout, feedback, purchases
+from loyalty.domain import checkout, clients, feedback, purchases
 from loyalty.domain.context import Limits
 from loyalty.errors import DomainError
 from loyalty.extensions import db
@@ -133,4 +133,6 @@ class CheckoutQuote(MethodView):
     @blp.response(200, QuoteResultSchema)
     def post(self, data: dict[str, Any]) -> Any:
         """What the basket would earn, which vouchers and rewards apply; changes nothing"""
+        # a key bound to a store quotes for that store, as its purchase would be recorded
+        data["store_id"] = clients.check_store(actor(), data.get("store_id"))
         return checkout.quote(db.session(), data)

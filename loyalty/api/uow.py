@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from loyalty import errors, jobs
 from loyalty.auth import current_client
-from loyalty.domain import idempotency, redemptions
+from loyalty.domain import idempotency, ledger, redemptions
 from loyalty.domain.sql import Fast, constraint_name
 from loyalty.errors import DomainError
 from loyalty.extensions import db, write_transaction
@@ -101,11 +101,15 @@ def flush_commits() -> None:
 
 
 def apply_due_expiries(member_id: int) -> None:
-    """Before a member's balance is shown: expire their overdue reservations, in a write
-    transaction of its own, only when there are any (a read in the common case)."""
+    """Before a member's balance is shown: expire their overdue reservations and release their
+    pending points whose time is over, in a write transaction of its own, only when there are
+    any (a read in the common case)."""
     if redemptions.has_expired_reservations(db.session(), member_id):
         with unit_of_work() as session:
             redemptions.expire_due(session, member_id)
+    if ledger.has_due_pending(db.session(), member_id):
+        with unit_of_work() as session:
+            ledger.release_pending_of(session, ledger.lock_member(session, member_id))
 
 
 class _Key:

@@ -2,9 +2,10 @@
 which rewards the member can take. It reads only: nothing is recorded, reserved or used.
 
 Every answer comes from the function the real operation goes through, so a quote never says
-yes where the operation would say no: earning from `earning.awards_for_purchase` (the one
-purchase path), a voucher from `vouchers.get_voucher` + `vouchers.check` (the redeem endpoint and
-a purchase's `voucher_codes`), a reward from `rewards.check_redeemable` (`POST /redemptions`).
+yes where the operation would say no: earning from `earning_rules.earn` (the one purchase
+path: `earning.awards_for_purchase` with the active rules; the budgets read, not locked), a
+voucher from `vouchers.get_voucher` + `vouchers.check` (the redeem endpoint and a purchase's
+`voucher_codes`), a reward from `rewards.check_redeemable` (`POST /redemptions`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain import earning, rewards, vouchers
+from loyalty.domain import earning_rules, rewards, tiers, vouchers
 from loyalty.domain.members import resolve_member
 from loyalty.domain.program import check_currency, get_program
 from loyalty.errors import DomainError, NotFound, VoucherUsed
@@ -37,26 +38,38 @@ def quote(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     )
     now = utcnow()
     amount = data["amount"]
-    awards = earning.awards_for_purchase(
+    earned_now = earning_rules.earn(
+        session,
         program,
-        amount_minor=amount,
+        member_id=member.id,
+        amount=amount,
         occurred_at=now,
         lines=data.get("lines"),
         store_id=data.get("store_id"),
+        tier=tiers.tier_view(program.tiers, member.tier),  # as the purchase will
+        lock=False,
     )
-    earned = sum(a.points for a in awards)
+    awards, earned = earned_now.awards, earned_now.total
     balance = _current_balance(session, member, now)
+    # with a pending time, what the points earned leave after paying a debt is pending first
+    # (as ledger.credit makes the purchase's lot)
+    points_after = balance["points"] + earned
+    pending_after = balance["pending"] + (
+        max(0, min(earned, points_after)) if program.pending_days else 0
+    )
     return {
         "member_id": member.id,
         "amount": amount,
         "currency": program.currency,
         "points_earned": earned,
         "awards": [{"kind": a.kind, "points": a.points, "reason": a.reason} for a in awards],
+        "breakdown": earned_now.breakdown,
         "balance": balance,
         "balance_after": {
-            "points": balance["points"] + earned,
+            "points": points_after,
             "held": balance["held"],
-            "available": balance["available"] + earned,
+            "pending": pending_after,
+            "available": points_after - balance["held"] - pending_after,
         },
         "vouchers": _voucher_answers(session, data.get("voucher_codes") or [], amount, member.id),
         "rewards": _reward_answers(session, member, balance["available"], data, now),
@@ -74,7 +87,13 @@ def _current_balance(session: Session, member: Member, now: datetime) -> dict[st
         )
     )
     held = member.held - int(overdue or 0)
-    return {"points": member.points, "held": held, "available": member.points - held}
+    pending = member.pending
+    return {
+        "points": member.points,
+        "held": held,
+        "pending": pending,
+        "available": member.points - held - pending,
+    }
 
 
 def _refused(refusal: DomainError) -> dict[str, Any]:

@@ -18,6 +18,8 @@ class Actor:
 
     #: an `admin` key (or the CLI): may act on objects other clients made
     admin: bool = False
+    #: a key bound to one store: its purchases and returns are that store's (clients.check_store)
+    store_id: str | None = None
 
     @classmethod
     def cli(cls) -> Actor:

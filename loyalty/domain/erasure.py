@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, cast, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from loyalty.domain import audit
 from loyalty.models import AuditEntry, Card, Feedback, IdempotencyRecord, LedgerEntry, Voucher
 
 #: what redacted free text reads
@@ -109,7 +110,11 @@ def _redact_audit(
     )
     changed = 0
     for entry in entries:
-        redacted = redact_json(entry.detail, personal)
+        mine = entry.target_type == "member" and entry.target_id == str(member_id)
+        # the personal values an entry about the member changed from are no longer the
+        # member's: cleared by field, not found by value
+        detail = audit.without_personal(entry.detail) if mine else entry.detail
+        redacted = redact_json(detail, personal)
         if redacted != entry.detail:
             entry.detail = redacted
             changed += 1

@@ -5,28 +5,41 @@ transaction's lock), appends one entry with `balance_after`, and updates the cac
 same transaction. The database backs this up: entries cannot be updated or deleted (trigger), and
 `points - held >= available_floor` (CHECK), where spends set the floor to 0 and only returns,
 earnings and releases may leave it below (a return's debt).
+
+Lots: every credit (earn, bonus, a positive adjustment, a reward's points given back) makes a
+`point_lots` row with its expiry (`expires_at`, the end of the day `points_expire_after_days`
+after the credit, midnight in the programme's time zone; null = never) and, for earnings, the
+end of its pending time (`pending_until`, `pending_days`). What a credit first pays of a debt is
+not in its lot. Every debit consumes `remaining` from the member's lots: a return's reversal
+from that purchase's own lots first, then spendable lots soonest-expiring first (never-expiring
+last, then oldest), then pending ones. So the remaining points of a member's lots add up to
+their balance (0 when in debt), and those of their pending lots (pending_until not null) to
+`members.pending`; `available = points - held - pending`. A reservation (hold) takes no lot:
+held points stay in their lots until the reservation is redeemed (a debit) or released.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text
+from sqlalchemy import Table, bindparam, case, func, insert, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
+from loyalty.domain import tally
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor
 from loyalty.domain.members import check_card_use, require_member_ref
+from loyalty.domain.program import programme_zone
 from loyalty.domain.sql import Fast, bigint_array
 from loyalty.errors import (
     InsufficientPoints,
     NotFound,
 )
-from loyalty.models import ENTRY_KINDS, Card, LedgerEntry, Member
-from loyalty.models.types import UTCDateTime
+from loyalty.models import ENTRY_KINDS, Card, LedgerEntry, Member, PointLot, Program
+from loyalty.models.types import UTCDateTime, utcnow
 
 
 def lock_member(session: Session, member_id: int) -> Member:
@@ -77,21 +90,25 @@ def post(
     redemption_id: int | None = None,
     note: str | None = None,
     allow_debt: bool = False,
+    terms: LotTerms | None = None,
+    now: datetime | None = None,
 ) -> LedgerEntry:
     """Append an entry and update the member's cached balance. `member` must be locked.
 
     A negative change to a spending kind needs enough `available` points (raises
-    InsufficientPoints); `allow_debt` (returns) lets `available` go below zero.
+    InsufficientPoints); `allow_debt` (returns) lets `available` go below zero. A positive
+    change makes a lot (never pending; its expiry by `terms`, the programme's by default); a
+    negative one consumes lots (a `reverse` with a purchase_id from that purchase's first).
     """
     if kind not in ENTRY_KINDS:
         raise ValueError(kind)
     if points == 0:
         raise ValueError("a ledger entry moves at least one point")
-    available_after = member.points + points - member.held
-    if points < 0 and not allow_debt and available_after < 0:
-        raise InsufficientPoints(
-            f"{-points} points needed, {member.points - member.held} available.", field="points"
-        )
+    available = member.points - member.held - member.pending
+    if points < 0 and not allow_debt and available + points < 0:
+        raise InsufficientPoints(f"{-points} points needed, {available} available.", field="points")
+    if points < 0:
+        _consume(session, member, -points, purchase_id if kind == "reverse" else None)
     member.points += points
     if points < 0 and not allow_debt:
         member.available_floor = 0
@@ -111,7 +128,59 @@ def post(
         actor=actor.name,
     )
     session.add(entry)
+    tally.note_entry(session, kind, points)
+    if points > 0:
+        _add_lot(session, member, entry, terms or lot_terms(session), now or utcnow())
     return entry
+
+
+def _add_lot(
+    session: Session, member: Member, entry: LedgerEntry, terms: LotTerms, now: datetime
+) -> None:
+    """post()'s lot of a positive entry (never pending), after the balance took it."""
+    session.add(
+        PointLot(
+            member_id=member.id,
+            entry=entry,
+            purchase_id=entry.purchase_id,
+            points=entry.points,
+            remaining=_lot_remaining(entry.points, member.points),
+            expires_at=terms.expires_at(now),
+            created_at=now,
+        )
+    )
+
+
+def _lot_remaining(points: int, balance_after: int) -> int:
+    """What is left in a credit's lot once it paid the debt there was: the whole credit, or
+    the balance after it when that is less (0 when the balance is still in debt)."""
+    return max(0, min(points, balance_after))
+
+
+def _consume(session: Session, member: Member, points: int, purchase_id: int | None) -> None:
+    """Take `points` out of the member's lots, in the order of the module docstring; a
+    pending lot's points leave `pending` too. Whatever the lots do not cover is a debt."""
+    order = [
+        case((PointLot.pending_until.is_(None), 0), else_=1),
+        case((PointLot.expires_at.is_(None), 1), else_=0),
+        PointLot.expires_at,
+        PointLot.id,
+    ]
+    if purchase_id is not None:
+        order.insert(0, case((PointLot.purchase_id == purchase_id, 0), else_=1))
+    lots = session.scalars(
+        select(PointLot)
+        .where(PointLot.member_id == member.id, PointLot.remaining > 0)
+        .order_by(*order)
+    )
+    for lot in lots:
+        take = min(points, lot.remaining)
+        lot.remaining -= take
+        if lot.pending_until is not None:
+            member.pending -= take
+        points -= take
+        if points == 0:
+            break
 
 
 # holds: reserved points (redemptions) ---------------------------------------------------------
@@ -128,7 +197,7 @@ def hold(member: Member, points: int) -> None:
     """
     if points <= 0:
         raise ValueError("a hold reserves at least one point")
-    check_spendable(member.points - member.held, points, field="reward_id")
+    check_spendable(member.points - member.held - member.pending, points, field="reward_id")
     member.held += points
     member.available_floor = 0
 
@@ -163,6 +232,51 @@ def settle(
     )
 
 
+# lot terms: when a lot lapses, until when it is pending ---------------------------------------
+def end_of_day(at: datetime, days: int | None, zone: tzinfo) -> datetime | None:
+    """The end (midnight, in `zone`) of the day `days` days after the day of `at`, in UTC; None
+    for None. Points earned at 23:30 on 1 March with 1 day lapse at 00:00 on 3 March."""
+    if days is None:
+        return None
+    day = at.astimezone(zone).date() + timedelta(days=days + 1)
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LotTerms:
+    """The programme's `points_expire_after_days` and `pending_days` in its time zone."""
+
+    expire_after_days: int | None = None
+    pending_days: int | None = None
+    zone: tzinfo = UTC
+
+    def expires_at(self, earned_at: datetime) -> datetime | None:
+        return end_of_day(earned_at, self.expire_after_days, self.zone)
+
+    def pending_until(self, earned_at: datetime) -> datetime | None:
+        return end_of_day(earned_at, self.pending_days, self.zone)
+
+    def pending_from(self, now: datetime) -> datetime | None:
+        """pending_until of a lot credited now, or None when it is not pending (any more)."""
+        until = self.pending_until(now)
+        return until if until is not None and until > now else None
+
+
+def terms_of(program: Any) -> LotTerms:
+    """The lot terms of a programme row (or of any object with its columns)."""
+    return LotTerms(
+        program.points_expire_after_days,
+        getattr(program, "pending_days", None),
+        programme_zone(program),
+    )
+
+
+def lot_terms(session: Session) -> LotTerms:
+    """The programme's lot terms (the defaults when there is no programme row yet)."""
+    program = session.get(Program, 1)
+    return LotTerms() if program is None else terms_of(program)
+
+
 # earning: crediting points in two statements ---------------------------------------------
 # The UPDATE takes the row lock itself and returns the new balance; `points` on the right-hand
 # side is the old value on PostgreSQL and SQLite alike.
@@ -180,9 +294,12 @@ _CREDIT = Fast(
         f"""
         UPDATE members
            SET {_add_points(":delta")},
+               pending = pending + CASE WHEN points >= 0 THEN :pending
+                                        WHEN points + :pending > 0 THEN points + :pending
+                                        ELSE 0 END,
                updated_at = :now
          WHERE id = :member_id
-        RETURNING points, held
+        RETURNING points, held, pending
         """
     ).bindparams(bindparam("now", type_=UTCDateTime()))
 )
@@ -197,9 +314,44 @@ _EARN_COLUMNS = (
     "actor",
     "created_at",
 )
+_ENTRIES = cast(Table, LedgerEntry.__table__)
 _ENTRY = Fast(
-    insert(cast(Table, LedgerEntry.__table__)).values({c: bindparam(c) for c in _EARN_COLUMNS})
+    insert(_ENTRIES).values({c: bindparam(c) for c in _EARN_COLUMNS}).returning(_ENTRIES.c.id)
 )
+_LOT_COLUMNS = (
+    "member_id",
+    "entry_id",
+    "purchase_id",
+    "points",
+    "remaining",
+    "expires_at",
+    "pending_until",
+    "created_at",
+)
+_LOTS = cast(Table, PointLot.__table__)
+_LOT = Fast(insert(_LOTS).values({c: bindparam(c) for c in _LOT_COLUMNS}))
+
+
+class Credited(NamedTuple):
+    """A member's balance after a credit."""
+
+    points: int
+    held: int
+    pending: int
+
+    @property
+    def balance(self) -> dict[str, int]:
+        return balance_of(self.points, self.held, self.pending)
+
+
+def balance_of(points: int, held: int, pending: int = 0) -> dict[str, int]:
+    """The `balance` object of the API: available = points - held - pending."""
+    return {
+        "points": points,
+        "held": held,
+        "pending": pending,
+        "available": points - held - pending,
+    }
 
 
 def _expire_cached(session: Session, member_id: int) -> None:
@@ -219,27 +371,40 @@ def credit(
     actor: Actor,
     purchase_id: int | None = None,
     now: datetime,
-) -> tuple[int, int]:
-    """Add `points` (> 0) with one entry, without loading the member: (points, held) after.
+    terms: LotTerms | None = None,
+) -> Credited:
+    """Add `points` (> 0) with one entry and its lot, without loading the member: the balance
+    after. `terms` (the programme's by default, one query more) set the lot's expiry and pending
+    time, counted from `now`.
 
     For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
     the UPDATE locks the row and its RETURNING gives `balance_after`. Raises NotFound.
     """
     if points <= 0 or kind not in ("earn", "bonus"):
         raise ValueError("credit() adds earned points; use post() for anything else")
+    terms = terms or lot_terms(session)
+    pending_until = terms.pending_from(now)
     conn = session.connection()
     _expire_cached(session, member_id)
-    row = _CREDIT.first(conn, {"delta": points, "now": now, "member_id": member_id})
+    row = _CREDIT.first(
+        conn,
+        {
+            "delta": points,
+            "pending": points if pending_until else 0,
+            "now": now,
+            "member_id": member_id,
+        },
+    )
     if row is None:
         raise NotFound(f"No member {member_id}.", field="member_id")
-    balance, held = int(row[0]), int(row[1])
-    _ENTRY.run(
+    after = Credited(int(row[0]), int(row[1]), int(row[2]))
+    entry = _ENTRY.first(
         conn,
         {
             "member_id": member_id,
             "kind": kind,
             "points": points,
-            "balance_after": balance,
+            "balance_after": after.points,
             "reason": reason,
             "purchase_id": purchase_id,
             "api_client_id": actor.client_id,
@@ -247,7 +412,12 @@ def credit(
             "created_at": now,
         },
     )
-    return balance, held
+    assert entry is not None
+    tally.note_entry(session, kind, points)
+    lot = (member_id, entry[0], purchase_id, points, _lot_remaining(points, after.points))
+    times = (terms.expires_at(now), pending_until, now)
+    _LOT.run(conn, dict(zip(_LOT_COLUMNS, (*lot, *times), strict=True)))
+    return after
 
 
 # bulk earning (imports) -------------------------------------------------------------------------
@@ -263,11 +433,12 @@ _ENTRY_TYPES = ["int8", "text", "int8", "int8", "text", "int8", "int8", "text", 
 def credit_earnings_from(
     session: Session, source: str, *, client_id: int, actor_name: str, now: datetime
 ) -> tuple[int, int]:
-    """One `earn` entry per row of the table `source` (purchase_id, member_id, points) that
-    earns, and the members' balances: (entries posted, members updated). The members must be
-    locked. `source` is a table name of the caller's, never user input."""
+    """One `earn` entry (and lot) per row of the table `source` (purchase_id, member_id, points)
+    that earns, and the members' balances: (entries posted, members updated). The members must
+    be locked. `source` is a table name of the caller's, never user input."""
     conn = session.connection()
     params = {"client": client_id, "actor": actor_name, "now": now}
+    terms = lot_terms(session)
     posted = conn.execute(
         text(
             f"""
@@ -295,7 +466,45 @@ def credit_earnings_from(
         ).bindparams(bindparam("now", type_=UTCDateTime())),
         params,
     ).rowcount
+    _lots_of_earnings(session, f"SELECT purchase_id FROM {source}", {}, terms, now)
     return posted, updated
+
+
+_LOTS_OF_EARNINGS = """
+    INSERT INTO point_lots (member_id, entry_id, purchase_id, points, remaining, expires_at,
+                            pending_until, created_at)
+    SELECT e.member_id, e.id, e.purchase_id, e.points,
+           CASE WHEN e.balance_after <= 0 THEN 0
+                WHEN e.balance_after < e.points THEN e.balance_after ELSE e.points END,
+           :expires_at, :pending_until, :now
+      FROM ledger_entries e
+     WHERE e.kind = 'earn' AND e.purchase_id IN ({purchases})
+"""
+_PENDING_OF_LOTS = """
+    UPDATE members SET pending = pending + t.total
+      FROM (SELECT member_id, SUM(remaining) AS total FROM point_lots
+             WHERE purchase_id IN ({purchases}) GROUP BY member_id) t
+     WHERE members.id = t.member_id
+"""
+
+
+def _lots_of_earnings(
+    session: Session, purchases: str, params: dict[str, Any], terms: LotTerms, now: datetime
+) -> None:
+    """The lots of the bulk-posted `earn` entries of the purchases the SQL `purchases` selects,
+    and the members' pending points when the programme has a pending time."""
+    conn = session.connection()
+    values = {
+        **params,
+        "expires_at": terms.expires_at(now),
+        "pending_until": terms.pending_from(now),
+        "now": now,
+    }
+    types = [bindparam(k, type_=UTCDateTime()) for k in ("expires_at", "pending_until", "now")]
+    lots = text(_LOTS_OF_EARNINGS.format(purchases=purchases)).bindparams(*types)
+    conn.execute(lots, values)
+    if values["pending_until"] is not None:
+        conn.execute(text(_PENDING_OF_LOTS.format(purchases=purchases)), params)
 
 
 def copy_earnings(
@@ -340,7 +549,35 @@ def copy_earnings(
         """,
         (now, bigint_array(earned), bigint_array(earned.values())),
     )
-    return sum(earned.values()), cursor.rowcount
+    updated = cursor.rowcount
+    _copy_lots(cursor, [purchase_id for _, purchase_id, _ in earnings], now)
+    return sum(earned.values()), updated
+
+
+def _copy_lots(cursor: Any, purchase_ids: list[int], now: datetime) -> None:
+    """copy_earnings' lots (see _lots_of_earnings), through the psycopg cursor."""
+    cursor.execute("SELECT points_expire_after_days, pending_days, timezone FROM program")
+    row = cursor.fetchone()
+    terms = LotTerms() if row is None else terms_of(_ProgramTerms(*row))
+    pending_until = terms.pending_from(now)
+    ids = "%(ids)s::bigint[]"
+    sql = _LOTS_OF_EARNINGS.format(purchases=f"SELECT unnest({ids})")
+    params = {"ids": bigint_array(purchase_ids)}
+    values = {**params, "expires_at": terms.expires_at(now), "pending_until": pending_until}
+    cursor.execute(
+        sql.replace(":expires_at", "%(expires_at)s")
+        .replace(":pending_until", "%(pending_until)s")
+        .replace(":now", "%(now)s"),
+        {**values, "now": now},
+    )
+    if pending_until is not None:
+        cursor.execute(_PENDING_OF_LOTS.format(purchases=f"SELECT unnest({ids})"), params)
+
+
+class _ProgramTerms(NamedTuple):
+    points_expire_after_days: int | None
+    pending_days: int | None
+    timezone: str
 
 
 # verification ---------------------------------------------------------------------------------
@@ -355,6 +592,58 @@ class Verification:
         return not self.problems
 
 
+#: verify()'s checks: each query lists what breaks the rule it is named after
+_CHECKS = {
+    "cached balance != sum of entries": """
+        SELECT m.id, m.points, COALESCE(s.total, 0) FROM members m
+        LEFT JOIN (SELECT member_id, SUM(points) AS total FROM ledger_entries
+                   GROUP BY member_id) s ON s.member_id = m.id
+        WHERE m.points <> COALESCE(s.total, 0)""",
+    "balance_after breaks the chain": """
+        SELECT id, member_id, balance_after, running FROM (
+          SELECT id, member_id, balance_after,
+                 SUM(points) OVER (PARTITION BY member_id ORDER BY id) AS running
+          FROM ledger_entries) t
+        WHERE balance_after <> running""",
+    "purchase earned more than once": """
+        SELECT purchase_id, COUNT(*) FROM ledger_entries
+        WHERE kind = 'earn' AND purchase_id IS NOT NULL
+        GROUP BY purchase_id HAVING COUNT(*) > 1""",
+    "purchase points_earned != its earn/bonus entries": """
+        SELECT p.id, p.points_earned, COALESCE(s.total, 0) FROM purchases p
+        LEFT JOIN (SELECT purchase_id, SUM(points) AS total FROM ledger_entries
+                   WHERE kind IN ('earn', 'bonus') AND return_id IS NULL
+                   GROUP BY purchase_id) s ON s.purchase_id = p.id
+        WHERE p.points_earned <> COALESCE(s.total, 0)""",
+    "purchase points_reversed != its reverse entries": """
+        SELECT p.id, p.points_reversed, COALESCE(s.total, 0) FROM purchases p
+        LEFT JOIN (SELECT r.purchase_id, -SUM(e.points) AS total FROM ledger_entries e
+                   JOIN returns r ON r.id = e.return_id
+                   WHERE e.kind = 'reverse' AND e.redemption_id IS NULL
+                   GROUP BY r.purchase_id) s ON s.purchase_id = p.id
+        WHERE p.points_reversed <> COALESCE(s.total, 0)""",
+    "held != points of open reservations": """
+        SELECT m.id, m.held, COALESCE(r.total, 0) FROM members m
+        LEFT JOIN (SELECT member_id, SUM(points) AS total FROM redemptions
+                   WHERE status = 'reserved' GROUP BY member_id) r ON r.member_id = m.id
+        WHERE m.held <> COALESCE(r.total, 0)""",
+    "held < 0 or available below floor": """
+        SELECT id, points, held, available_floor FROM members
+        WHERE held < 0 OR points - held < available_floor""",
+    "remaining lots != balance": """
+        SELECT m.id, m.points, COALESCE(l.total, 0) FROM members m
+        LEFT JOIN (SELECT member_id, SUM(remaining) AS total FROM point_lots
+                   GROUP BY member_id) l ON l.member_id = m.id
+        WHERE COALESCE(l.total, 0) <> CASE WHEN m.points > 0 THEN m.points ELSE 0 END""",
+    "pending != remaining pending lots": """
+        SELECT m.id, m.pending, COALESCE(l.total, 0) FROM members m
+        LEFT JOIN (SELECT member_id, SUM(remaining) AS total FROM point_lots
+                   WHERE pending_until IS NOT NULL GROUP BY member_id) l
+               ON l.member_id = m.id
+        WHERE m.pending <> COALESCE(l.total, 0)""",
+}
+
+
 def verify(session: Session, limit: int = 50) -> Verification:
     """Check the books in SQL (fast on millions of entries):
 
@@ -364,50 +653,208 @@ def verify(session: Session, limit: int = 50) -> Verification:
     4. each purchase's `points_earned` equals its earn + bonus entries, and `points_reversed`
        the reverse entries of its returns;
     5. `held` equals the points of the member's open reservations;
-    6. `held` ≥ 0 and `available` ≥ the member's floor.
+    6. `held` ≥ 0 and `available` ≥ the member's floor;
+    7. the remaining points of a member's lots (pending or not) add up to their balance (0 when
+       it is in debt), and those of their pending lots to their `pending`.
     """
     problems: list[str] = []
     members = session.scalar(select(func.count()).select_from(Member)) or 0
     entries = session.scalar(select(func.count()).select_from(LedgerEntry)) or 0
-    checks = {
-        "cached balance != sum of entries": """
-            SELECT m.id, m.points, COALESCE(s.total, 0) FROM members m
-            LEFT JOIN (SELECT member_id, SUM(points) AS total FROM ledger_entries
-                       GROUP BY member_id) s ON s.member_id = m.id
-            WHERE m.points <> COALESCE(s.total, 0)""",
-        "balance_after breaks the chain": """
-            SELECT id, member_id, balance_after, running FROM (
-              SELECT id, member_id, balance_after,
-                     SUM(points) OVER (PARTITION BY member_id ORDER BY id) AS running
-              FROM ledger_entries) t
-            WHERE balance_after <> running""",
-        "purchase earned more than once": """
-            SELECT purchase_id, COUNT(*) FROM ledger_entries
-            WHERE kind = 'earn' AND purchase_id IS NOT NULL
-            GROUP BY purchase_id HAVING COUNT(*) > 1""",
-        "purchase points_earned != its earn/bonus entries": """
-            SELECT p.id, p.points_earned, COALESCE(s.total, 0) FROM purchases p
-            LEFT JOIN (SELECT purchase_id, SUM(points) AS total FROM ledger_entries
-                       WHERE kind IN ('earn', 'bonus') AND return_id IS NULL
-                       GROUP BY purchase_id) s ON s.purchase_id = p.id
-            WHERE p.points_earned <> COALESCE(s.total, 0)""",
-        "purchase points_reversed != its reverse entries": """
-            SELECT p.id, p.points_reversed, COALESCE(s.total, 0) FROM purchases p
-            LEFT JOIN (SELECT r.purchase_id, -SUM(e.points) AS total FROM ledger_entries e
-                       JOIN returns r ON r.id = e.return_id
-                       WHERE e.kind = 'reverse' AND e.redemption_id IS NULL
-                       GROUP BY r.purchase_id) s ON s.purchase_id = p.id
-            WHERE p.points_reversed <> COALESCE(s.total, 0)""",
-        "held != points of open reservations": """
-            SELECT m.id, m.held, COALESCE(r.total, 0) FROM members m
-            LEFT JOIN (SELECT member_id, SUM(points) AS total FROM redemptions
-                       WHERE status = 'reserved' GROUP BY member_id) r ON r.member_id = m.id
-            WHERE m.held <> COALESCE(r.total, 0)""",
-        "held < 0 or available below floor": """
-            SELECT id, points, held, available_floor FROM members
-            WHERE held < 0 OR points - held < available_floor""",
-    }
-    for name, sql in checks.items():
+    for name, sql in _CHECKS.items():
         rows = session.execute(text(sql + f" LIMIT {int(limit)}")).all()
         problems.extend(f"{name}: {tuple(row)}" for row in rows)
     return Verification(members=members, entries=entries, problems=problems)
+
+
+# pending points becoming available, lots expiring (the nightly job) -----------------------------
+# Set-based, for a range of member ids at a time (the job's batches): the members are locked
+# first, in id order (FOR UPDATE on PostgreSQL; SQLite's write lock), as every writer of points
+# locks them.
+def _lock_range(session: Session, lo: int, hi: int, at: datetime) -> None:
+    """Lock the members lo..hi whose lots lapsed or stopped pending by `at` (only those)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            _timed(
+                """SELECT id FROM members WHERE id BETWEEN :lo AND :hi AND id IN (
+                     SELECT member_id FROM point_lots
+                      WHERE member_id BETWEEN :lo AND :hi AND remaining > 0
+                        AND (expires_at <= :now OR pending_until <= :now))
+                   ORDER BY id FOR UPDATE"""
+            ),
+            {"lo": lo, "hi": hi, "now": at},
+        )
+
+
+_DUE_PENDING = "pending_until IS NOT NULL AND pending_until <= :now"
+
+
+def release_pending(session: Session, now: datetime, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    """Pending lots whose time is over (pending_until ≤ now) of the members lo..hi become
+    spendable: their remaining points leave `members.pending` and the lot's pending_until is
+    cleared. Returns the points released. No ledger entry: the points were in the balance."""
+    _lock_range(session, lo, hi, now)
+    params = {"now": now, "lo": lo, "hi": hi}
+    ranged = f"{_DUE_PENDING} AND member_id BETWEEN :lo AND :hi"
+    released = session.execute(
+        _timed(f"SELECT COALESCE(SUM(remaining), 0) FROM point_lots WHERE {ranged}"), params
+    ).scalar()
+    if not released:
+        return 0
+    session.execute(
+        _timed(
+            f"""UPDATE members SET pending = pending - t.total
+                  FROM (SELECT member_id, SUM(remaining) AS total FROM point_lots
+                         WHERE {ranged} GROUP BY member_id) t
+                 WHERE members.id = t.member_id"""
+        ),
+        params,
+    )
+    session.execute(_timed(f"UPDATE point_lots SET pending_until = NULL WHERE {ranged}"), params)
+    _expire_all_members(session)
+    return int(released)
+
+
+def release_pending_of(session: Session, member: Member, now: datetime | None = None) -> int:
+    """release_pending for one (locked) member, before their balance is used or shown; no
+    query when they have no pending points."""
+    if member.pending <= 0:
+        return 0
+    return release_pending(session, now or utcnow(), member.id, member.id)
+
+
+def has_due_pending(session: Session, member_id: int, now: datetime | None = None) -> bool:
+    """Whether the member has pending lots whose time is over (a cheap read)."""
+    found = session.execute(
+        _timed(
+            "SELECT 1 FROM point_lots WHERE member_id = :m AND remaining > 0 "
+            f"AND {_DUE_PENDING} LIMIT 1"
+        ),
+        {"m": member_id, "now": now or utcnow()},
+    ).first()
+    return found is not None
+
+
+def _timed(sql: str) -> Any:
+    return text(sql).bindparams(
+        *(bindparam(k, type_=UTCDateTime()) for k in ("now", "as_of") if f":{k}" in sql)
+    )
+
+
+def _expire_all_members(session: Session) -> None:
+    """Set-based writes bypass the ORM: members it holds must be read again."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Member | PointLot):
+            session.expire(obj)
+
+
+@dataclass
+class Expired:
+    """What an expiry run did."""
+
+    lots: int = 0
+    points: int = 0
+    members: int = 0
+
+    def add(self, other: Expired) -> None:
+        self.lots += other.lots
+        self.points += other.points
+        self.members += other.members
+
+
+_LAPSED = """remaining > 0 AND pending_until IS NULL AND expires_at IS NOT NULL
+             AND expires_at <= :as_of"""
+
+
+def lapsed_member_range(
+    session: Session, as_of: datetime, after: int, limit: int
+) -> tuple[int, int] | None:
+    """The next batch: the first and last of up to `limit` member ids above `after` that have
+    lapsed lots (as of `as_of`), or None when there are none."""
+    ids = (
+        session.execute(
+            _timed(
+                f"""SELECT member_id FROM point_lots WHERE {_LAPSED} AND member_id > :after
+                GROUP BY member_id ORDER BY member_id LIMIT :limit"""
+            ),
+            {"as_of": as_of, "after": after, "limit": limit},
+        )
+        .scalars()
+        .all()
+    )
+    return (int(ids[0]), int(ids[-1])) if ids else None
+
+
+EXPIRY_ACTOR = "expiry"
+
+# Each lapsed lot gives up what is left of it, but never points that are held: over a member's
+# lapsed lots (soonest-expiring first) at most points - held - pending are taken. What a
+# reservation holds stays in its lot: redeemed, it is consumed; released, the next run expires it.
+_EXPIRY_BATCH_DDL = """CREATE TEMPORARY TABLE IF NOT EXISTS expiry_batch (
+    lot_id BIGINT PRIMARY KEY, member_id BIGINT NOT NULL, take BIGINT NOT NULL,
+    balance_after BIGINT NOT NULL)"""
+_EXPIRY_BATCH = f"""
+    INSERT INTO expiry_batch (lot_id, member_id, take, balance_after)
+    SELECT id, member_id, take,
+           points - SUM(take) OVER (PARTITION BY member_id ORDER BY expires_at, id
+                                    ROWS UNBOUNDED PRECEDING)
+      FROM (SELECT l.id, l.member_id, l.expires_at, m.points,
+                   CASE WHEN m.points - m.held - m.pending - l.before <= 0 THEN 0
+                        WHEN m.points - m.held - m.pending - l.before < l.remaining
+                        THEN m.points - m.held - m.pending - l.before
+                        ELSE l.remaining END AS take
+              FROM (SELECT id, member_id, expires_at, remaining,
+                           SUM(remaining) OVER (PARTITION BY member_id ORDER BY expires_at, id
+                                                ROWS UNBOUNDED PRECEDING) - remaining AS before
+                      FROM point_lots
+                     WHERE {_LAPSED} AND member_id BETWEEN :lo AND :hi) l
+              JOIN members m ON m.id = l.member_id) t
+     WHERE take > 0
+"""
+_EXPIRY_ENTRIES = """
+    INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, note, actor,
+                                created_at)
+    SELECT member_id, 'expire', -take, balance_after, 'points_expired',
+           'lot ' || CAST(lot_id AS VARCHAR(20)), :actor, :now
+      FROM expiry_batch ORDER BY member_id, balance_after DESC
+"""
+_EXPIRY_LOTS = """
+    UPDATE point_lots SET remaining = remaining - b.take
+      FROM expiry_batch b WHERE point_lots.id = b.lot_id
+"""
+_EXPIRY_MEMBERS = f"""
+    UPDATE members SET {_add_points("(-t.total)")}, updated_at = :now
+      FROM (SELECT member_id, SUM(take) AS total FROM expiry_batch GROUP BY member_id) t
+     WHERE members.id = t.member_id
+"""
+
+
+def expire_lots(
+    session: Session, lo: int, hi: int, *, as_of: datetime, now: datetime | None = None
+) -> Expired:
+    """Expire what is left of the lots of members lo..hi that lapsed by `as_of` (expires_at ≤
+    as_of): one `expire` entry per lot (note `lot <id>`), the lot's remaining reduced by it,
+    the member's balance too, in one transaction (the caller's). Pending points due by `as_of`
+    are released first. Idempotent: a lot expired has nothing left to expire."""
+    now = now or utcnow()
+    release_pending(session, as_of, lo, hi)
+    conn = session.connection()
+    conn.exec_driver_sql(_EXPIRY_BATCH_DDL)
+    conn.exec_driver_sql("DELETE FROM expiry_batch")
+    params = {"lo": lo, "hi": hi, "as_of": as_of, "now": now, "actor": EXPIRY_ACTOR}
+    session.execute(_timed(_EXPIRY_BATCH), params)
+    lots, points, members = session.execute(
+        text("SELECT COUNT(*), COALESCE(SUM(take), 0), COUNT(DISTINCT member_id) FROM expiry_batch")
+    ).one()
+    if lots and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE expiry_batch")  # a temporary table has no statistics
+    if lots:
+        for sql in (_EXPIRY_ENTRIES, _EXPIRY_LOTS, _EXPIRY_MEMBERS):
+            session.execute(_timed(sql), params)
+        _expire_all_members(session)
+        tally.note(session, tally.POINTS_EXPIRED, int(points))
+    return Expired(int(lots), int(points), int(members))
+
+
+def expire_member(session: Session, member: Member, as_of: datetime | None = None) -> Expired:
+    """expire_lots for one (locked) member."""
+    return expire_lots(session, member.id, member.id, as_of=as_of or utcnow())

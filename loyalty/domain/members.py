@@ -250,11 +250,20 @@ def update_member(
     if "marketing_consent" in changes and changes["marketing_consent"] is None:
         changes["marketing_consent"] = False
     changed = sorted(k for k, v in changes.items() if getattr(member, k) != v)
+    before = audit.snapshot(member, changed)
     for key in changed:
         setattr(member, key, changes[key])
     session.flush()
     if changed:
-        audit.record(session, actor, "member.update", "member", member.id, {"fields": changed})
+        audit.record(
+            session,
+            actor,
+            "member.update",
+            "member",
+            member.id,
+            {"fields": changed},
+            changes=audit.diff(before, audit.snapshot(member, changed)),
+        )
     return member
 
 
@@ -286,8 +295,15 @@ def erase_member(session: Session, member: Member, *, actor: Actor) -> Member:
         session, member.id, personal=personal, identifiers=(personal[1], personal[2])
     )
     if first:
+        cleared = [f for f, v in zip(audit.PERSONAL_FIELDS_ORDER, personal, strict=True) if v]
         audit.record(
-            session, actor, "member.erase", "member", member.id, {"cards_blocked": blocked}
+            session,
+            actor,
+            "member.erase",
+            "member",
+            member.id,
+            {"cards_blocked": blocked, "fields_cleared": cleared},
+            changes={"erased_at": (None, now.isoformat())},
         )
     return member
 
@@ -307,7 +323,15 @@ def issue_card(
     refuse_erased(member.erased_at, field="member_id")
     card = _new_card(session, member, raw_number, settings)
     session.flush()
-    audit.record(session, actor, "card.issue", "member", member.id, {"card_number": card.number})
+    audit.record(
+        session,
+        actor,
+        "card.issue",
+        "member",
+        member.id,
+        {"card_number": card.number},
+        changes={"cards": (None, card.number)},
+    )
     return card
 
 
@@ -319,6 +343,7 @@ def block_card(session: Session, raw_number: str, reason: str | None, *, actor: 
     card = get_card(session, raw_number)
     if card.status == "blocked":
         raise CardAlreadyBlocked(field="card_number")
+    before = card.status
     card.status = "blocked"
     card.blocked_at = utcnow()
     card.block_reason = reason
@@ -329,7 +354,9 @@ def block_card(session: Session, raw_number: str, reason: str | None, *, actor: 
         "card.block",
         "member",
         card.member_id,
-        {"card_number": card.number, "reason": reason},
+        {"card_number": card.number},
+        changes={"status": (before, card.status)},
+        reason=reason,
     )
     return card
 

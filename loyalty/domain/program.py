@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import iso4217
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit
+from loyalty.domain import audit, tiers
 from loyalty.domain.context import Actor
 from loyalty.domain.earning import Rates
+from loyalty.domain.views import Annotated
 from loyalty.errors import CurrencyLocked, CurrencyMismatch, ValidationFailed
 from loyalty.models import Program, Purchase, Reward, Voucher
+from loyalty.models.types import utcnow
 
 DEFAULTS: dict[str, Any] = {
     "name": "Loyalty",
@@ -21,11 +25,43 @@ DEFAULTS: dict[str, Any] = {
     "points_per_unit": 1,
     "rounding": "down",
     "points_expire_after_days": None,
+    "pending_days": None,
     "reservation_minutes": 15,
     "welcome_policy": None,
     "come_back_policy": None,
     "tiers": [],
+    "tier_window": "rolling_365",
+    "tier_downgrade": "immediate",
+    "tier_grace_days": 0,
+    "timezone": "UTC",
 }
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    """The ZoneInfo of an IANA name. Raises ValidationFailed (field `timezone`) for an unknown
+    one (a file path or "localtime" is not a zone name either)."""
+    if name not in _zone_names():
+        raise ValidationFailed(f"Unknown IANA time zone {name!r}.", field="timezone")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed(f"Unknown IANA time zone {name!r}.", field="timezone") from None
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def programme_zone(program: Any) -> ZoneInfo:
+    """The programme's time zone (its `timezone`, an IANA name; UTC by default): its days end
+    at midnight there, and weekdays and rule windows are read there."""
+    return zone(getattr(program, "timezone", None) or "UTC")
+
+
+#: The settings whose change recomputes every member's tier.
+TIER_SETTINGS = ("tiers", "tier_window", "tier_downgrade", "tier_grace_days", "timezone")
 
 
 def currency_exponent(code: str) -> int:
@@ -57,11 +93,16 @@ def get_program(session: Session) -> Program:
     return ensure_program(session)
 
 
-def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> Program:
+def update_program(
+    session: Session, changes: dict[str, Any], actor: Actor, *, dry_run: bool = False
+) -> Any:
     """Replace the programme's settings (PUT semantics for the fields given).
 
     Takes back what GET returns: `currency_exponent` is read-only (it follows `currency`) and is
-    accepted when it equals the current value or the new currency's. Raises CurrencyLocked,
+    accepted when it equals the current value or the new currency's. A change of the tier
+    table or policy (or the time zone) recomputes every member's tier (`tiers.recompute`,
+    each move in `tier_changes`). `dry_run`: checked the same way, nothing written: the
+    programme as it would be, with who would move (`tier_moves`). Raises CurrencyLocked,
     ValidationFailed (an unknown currency, a changed read-only field, a bad tier table).
     """
     program = session.get(Program, 1, with_for_update=True) or ensure_program(session)
@@ -77,11 +118,25 @@ def update_program(session: Session, changes: dict[str, Any], actor: Actor) -> P
     _check_read_only_exponent(program, changes, sent_exponent)
     if "tiers" in changes:
         changes["tiers"] = checked_tiers(changes["tiers"])
+    if "timezone" in changes:
+        zone(changes["timezone"])
     before = {k: getattr(program, k) for k in changes}
+    retier = any(k in TIER_SETTINGS and before[k] != v for k, v in changes.items())
+    if dry_run:
+        policy = tiers.Policy.of(Annotated(program, **changes))
+        moves = (
+            tiers.recompute(session, at=utcnow(), actor=actor, dry_run=True, policy=policy)
+            if retier
+            else []
+        )
+        return Annotated(program, **changes, **tiers.moves_view(moves))
     for key, value in changes.items():
         setattr(program, key, value)
     session.flush()
-    audit.record(session, actor, "program.update", "program", 1, {"before": before})
+    after = {k: getattr(program, k) for k in changes}
+    audit.record(session, actor, "program.update", "program", 1, changes=audit.diff(before, after))
+    if retier:
+        tiers.recompute(session, at=utcnow(), actor=actor, reason="tier_table")
     return program
 
 

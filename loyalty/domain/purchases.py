@@ -12,7 +12,17 @@ from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from loyalty.domain import audit, earning, ledger, redemptions, vouchers
+from loyalty.domain import (
+    audit,
+    clients,
+    earning,
+    earning_rules,
+    ledger,
+    redemptions,
+    tally,
+    tiers,
+    vouchers,
+)
 from loyalty.domain.cards import normalise_card_number
 from loyalty.domain.context import Actor, Limits
 from loyalty.domain.members import (
@@ -22,7 +32,7 @@ from loyalty.domain.members import (
     require_member_ref,
 )
 from loyalty.domain.program import check_currency
-from loyalty.domain.sql import Fast, upsert
+from loyalty.domain.sql import Fast, json_param, upsert
 from loyalty.errors import (
     CurrencyMismatch,
     ExternalIdConflict,
@@ -63,6 +73,7 @@ class Receipt:
     balance: dict[str, int]
     vouchers_issued: list[dict[str, Any]] = field(default_factory=list)
     vouchers_redeemed: list[dict[str, Any]] = field(default_factory=list)
+    breakdown: list[dict[str, Any]] = field(default_factory=list)
 
 
 _PURCHASES = cast(Table, Purchase.__table__)
@@ -73,6 +84,15 @@ _RATES = (
     Program.points_per_unit,
     Program.rounding,
     Program.come_back_policy,
+    Program.points_expire_after_days,  # the terms of the purchase's lots (ledger.terms_of)
+    Program.pending_days,
+    Program.timezone,
+    Program.rules_version,  # the key of the cached earning rules (earning_rules.active_rules)
+    Program.tiers,  # the tier table and policy (tiers.Policy), and the member's tier
+    Program.tier_window,
+    Program.tier_downgrade,
+    Program.tier_grace_days,
+    Member.tier,
 )
 # The programme's rates and the card (or member) in one round trip (the programme is row 1);
 # the member's erased_at: an erased member earns nothing.
@@ -89,7 +109,9 @@ _BY_MEMBER = Fast(
     .outerjoin(Member, Member.id == bindparam("member_id"))
     .where(Program.id == 1)
 )
-_BALANCE = Fast(select(Member.points, Member.held).where(Member.id == bindparam("member_id")))
+_BALANCE = Fast(
+    select(Member.points, Member.held, Member.pending).where(Member.id == bindparam("member_id"))
+)
 
 
 class _Rates(NamedTuple):
@@ -100,6 +122,15 @@ class _Rates(NamedTuple):
     points_per_unit: int
     rounding: str
     come_back_policy: dict[str, Any] | None
+    points_expire_after_days: int | None
+    pending_days: int | None
+    timezone: str
+    rules_version: int
+    tiers: list[dict[str, Any]]
+    tier_window: str
+    tier_downgrade: str
+    tier_grace_days: int
+    member_tier: str | None  # the tier the purchase earns at (held before it)
 
 
 # A repeated purchase: the first one and the member's balance now, in one query.
@@ -112,8 +143,10 @@ _EXISTING = Fast(
         Purchase.occurred_at,
         Purchase.store_id,
         Purchase.points_earned,
+        Purchase.breakdown,
         Member.points,
         Member.held,
+        Member.pending,
     )
     .join(Member, Member.id == Purchase.member_id)
     .where(
@@ -135,6 +168,7 @@ _PURCHASE_COLUMNS = (
     "points_earned",
     "returned_amount",
     "points_reversed",
+    "breakdown",
     "created_at",
 )
 _INSERT_PURCHASE: dict[str, Fast] = {}
@@ -181,8 +215,7 @@ def _member_and_rates(
     return int(card[0]), _Rates(*card[3:])
 
 
-def _balance_of(points: int, held: int) -> dict[str, int]:
-    return {"points": points, "held": held, "available": points - held}
+_balance_of = ledger.balance_of
 
 
 def _balance(conn: Connection, member_id: int) -> dict[str, int]:
@@ -196,18 +229,21 @@ def record_purchase(
 ) -> tuple[Receipt, bool]:
     """Record a completed sale and post what it earns. Returns (receipt, created).
 
-    The one path of every purchase: a till's request, a batch item, a Stripe payment. The
-    member and the programme's rates in one query; what it earns from
-    `earning.awards_for_purchase`; the purchase inserted with ON CONFLICT DO NOTHING, so a
-    repeated or concurrent post of the same `external_id` by the same client waits on the unique
-    index, then finds the first purchase: the same fields give (first receipt, False) and earn
-    nothing, other fields raise ExternalIdConflict naming them. `voucher_codes` are redeemed in
-    the same transaction: one refused (used, expired, another member's, below its minimum spend,
-    checked against the amount paid) refuses the whole purchase. An amount above
-    `limits.max_purchase_amount` is refused, whichever way the purchase came.
-    An erased member earns nothing (MemberErased), whichever way the purchase came.
+    The one path of every purchase: a till's request, a batch item, a Stripe payment. The member
+    and the programme's rates in one query; what it earns from `earning_rules.earn` (base, tier,
+    earning rules, explained in the breakdown it stores); the purchase inserted with ON CONFLICT
+    DO NOTHING, so a repeated or concurrent post of the same `external_id` by the same client
+    waits on the unique index, then finds the first purchase: the same fields give (first
+    receipt, False) and earn nothing, other fields raise ExternalIdConflict naming them.
+    `voucher_codes` are redeemed in the same transaction: one refused (used, expired, another
+    member's, below its minimum spend, checked against the amount paid) refuses the whole
+    purchase. An amount above `limits.max_purchase_amount` is refused, whichever way the
+    purchase came. An erased member earns nothing (MemberErased), whichever way the purchase
+    came. A key bound to a store posts for that store (none given: that one; another:
+    StoreNotAllowed).
     Raises LimitExceeded, CurrencyMismatch, InvalidCardNumber, NotFound, MemberErased,
-    CardBlocked, MemberMismatch, ValidationFailed, ExternalIdConflict, and the voucher refusals.
+    CardBlocked, MemberMismatch, ValidationFailed, ExternalIdConflict, StoreNotAllowed, and the
+    voucher refusals.
     """
     assert actor.client_id is not None, "purchases are posted by an API client"
     limits.check("max_purchase_amount", data["amount"], field="amount")
@@ -215,14 +251,8 @@ def record_purchase(
     occurred_at = _occurred_at(data.get("occurred_at"))
     member_id, rates = _member_and_rates(conn, data.get("card_number"), data.get("member_id"))
     check_currency(rates, data["currency"])
+    store_id = clients.check_store(actor, data.get("store_id"))
     lines = data.get("lines") or []
-    awards = earning.awards_for_purchase(
-        rates,
-        amount_minor=data["amount"],
-        occurred_at=occurred_at,
-        lines=lines,
-        store_id=data.get("store_id"),
-    )
     receipt = Receipt(
         id=0,
         external_id=data["external_id"],
@@ -230,18 +260,24 @@ def record_purchase(
         amount=data["amount"],
         currency=rates.currency,
         occurred_at=occurred_at,
-        store_id=data.get("store_id"),
-        points_earned=sum(a.points for a in awards),
+        store_id=store_id,
+        points_earned=0,
         balance={},
     )
+    earned = _earn(session, rates, receipt, lines)
     now = utcnow()
-    row = _insert_purchase(session).first(conn, _purchase_row(receipt, actor, now))
+    row = _insert_purchase(session).first(conn, _purchase_row(conn, receipt, actor, now))
     if row is None:
         return _existing_receipt(conn, receipt, lines, actor), False
     receipt.id = row[0]
+    tally.note(session, tally.PURCHASES_RECORDED)
     receipt.vouchers_redeemed = _redeem_vouchers(session, receipt, data.get("voucher_codes"), actor)
-    _insert_lines(conn, receipt.id, lines)
-    receipt.balance = _post_awards(session, receipt, awards, actor, now)
+    _insert_lines(conn, receipt.id, lines, earned.line_points)
+    earning_rules.use_budgets(session, earned.budget_use)
+    receipt.balance = _post_awards(
+        session, receipt, earned.awards, actor, now, ledger.terms_of(rates)
+    )
+    tiers.after_purchase(session, member_id, tiers.Policy.of(rates), rates.member_tier, actor=actor)
     if rates.come_back_policy:
         new = vouchers.come_back(
             session, member_id, receipt.id, receipt.amount, rates.come_back_policy, actor=actor
@@ -250,18 +286,50 @@ def record_purchase(
     return receipt, True
 
 
-def _insert_lines(conn: Connection, purchase_id: int, lines: list[dict[str, Any]]) -> None:
+def _earn(
+    session: Session, rates: _Rates, receipt: Receipt, lines: list[dict[str, Any]]
+) -> earning.Earning:
+    """What the purchase earns (`earning_rules.earn`, at the tier held before it; budgets
+    locked), set on the receipt."""
+    earned = earning_rules.earn(
+        session,
+        rates,
+        member_id=receipt.member_id,
+        amount=receipt.amount,
+        occurred_at=receipt.occurred_at,
+        lines=lines,
+        store_id=receipt.store_id,
+        tier=tiers.tier_view(rates.tiers, rates.member_tier),
+        lock=True,
+    )
+    receipt.points_earned, receipt.breakdown = earned.total, earned.breakdown
+    return earned
+
+
+def _insert_lines(
+    conn: Connection, purchase_id: int, lines: list[dict[str, Any]], points: list[int]
+) -> None:
+    """The lines, each with the points it earned (None when the lines have no value to share
+    the points by: returns of such a purchase take back pro rata)."""
     if lines:
         conn.execute(
             _INSERT_LINES,
             [
-                {"purchase_id": purchase_id, "line_no": i, "category": None, **line}
+                {
+                    "purchase_id": purchase_id,
+                    "line_no": i,
+                    "category": None,
+                    **line,
+                    "points": points[i - 1] if points else None,
+                }
                 for i, line in enumerate(lines, start=1)
             ],
         )
 
 
-def _purchase_row(receipt: Receipt, actor: Actor, now: datetime) -> dict[str, Any]:
+def _purchase_row(
+    conn: Connection, receipt: Receipt, actor: Actor, now: datetime
+) -> dict[str, Any]:
     return {
         "member_id": receipt.member_id,
         "api_client_id": actor.client_id,
@@ -273,17 +341,23 @@ def _purchase_row(receipt: Receipt, actor: Actor, now: datetime) -> dict[str, An
         "points_earned": receipt.points_earned,
         "returned_amount": 0,
         "points_reversed": 0,
+        "breakdown": json_param(conn, receipt.breakdown),
         "created_at": now,
     }
 
 
 def _post_awards(
-    session: Session, receipt: Receipt, awards: list[earning.Award], actor: Actor, now: datetime
+    session: Session,
+    receipt: Receipt,
+    awards: list[earning.Award],
+    actor: Actor,
+    now: datetime,
+    terms: ledger.LotTerms,
 ) -> dict[str, int]:
-    """One ledger entry per award; the member's balance after them."""
+    """One ledger entry (and lot) per award; the member's balance after them."""
     balance = None
     for award in awards:
-        points, held = ledger.credit(
+        after = ledger.credit(
             session,
             receipt.member_id,
             award.kind,
@@ -292,8 +366,9 @@ def _post_awards(
             actor=actor,
             purchase_id=receipt.id,
             now=now,
+            terms=terms,
         )
-        balance = _balance_of(points, held)
+        balance = after.balance
     return balance or _balance(session.connection(), receipt.member_id)
 
 
@@ -352,7 +427,7 @@ def _existing_receipt(
     """
     row = _EXISTING.first(conn, {"client_id": actor.client_id, "external_id": receipt.external_id})
     assert row is not None, "ON CONFLICT found it"
-    purchase_id, owner, amount, currency, occurred_at, store_id, earned, points, held = row
+    purchase_id, owner, amount, currency, occurred_at, store_id, earned, breakdown, *balance = row
     first_lines = conn.execute(_EXISTING_LINES.where(PurchaseLine.purchase_id == purchase_id))
     first = {
         "amount": amount,
@@ -376,7 +451,8 @@ def _existing_receipt(
         occurred_at=occurred_at.astimezone(UTC),
         store_id=store_id,
         points_earned=earned,
-        balance=_balance_of(points, held),
+        balance=_balance_of(*balance),
+        breakdown=breakdown or [],
     )
 
 
@@ -394,17 +470,20 @@ def record_return(
     """Record a (partial) refund and take back its share of the points. Returns (return, created).
 
     Any client may record a return of any purchase (bought online, returned in a shop); the
-    return is recorded under the client that sends it. Cumulative pro rata, rounded down (see
-    earning.reversal_for_return); may leave a debt. Under the member's and the purchase's row
+    return is recorded under the client that sends it. Line by line where it names lines of a
+    purchase whose lines carry their points, else pro rata, cumulative and rounded down (see
+    _points_to_take_back); may leave a debt. Under the member's and the purchase's row
     locks, so concurrent returns of one purchase are checked one after the other: the amounts
     never add up to more than the purchase, nor the `lines` to more of a sku than it had. A
     second post of the same `external_id` with the same purchase, amount and lines returns the
     first (created = False); with others it raises ExternalIdConflict naming them.
     Raises NotFound, CurrencyMismatch, ExternalIdConflict, ValidationFailed (in the future),
-    ReturnBeforePurchase, ReturnExceedsPurchase, SkuNotInPurchase.
+    ReturnBeforePurchase, ReturnExceedsPurchase, SkuNotInPurchase, StoreNotAllowed (a key bound
+    to a store, and a purchase of another store).
     """
     assert actor.client_id is not None, "returns are posted by an API client"
     member, purchase = _lock_purchase(session, purchase_id)
+    clients.check_store(actor, purchase.store_id)  # a bound key returns its store's purchases
     _check_return_currency(purchase, data.get("currency"))
     existing = session.scalar(
         select(Return).where(
@@ -423,13 +502,7 @@ def record_return(
         )
     lines = data.get("lines") or []
     _check_return_lines(session, purchase.id, lines)
-    points = earning.reversal_for_return(
-        purchase.points_earned,
-        purchase.amount,
-        purchase.returned_amount,
-        purchase.points_reversed,
-        amount,
-    )
+    points = _points_to_take_back(session, purchase, amount, lines)
     ret = Return(
         purchase=purchase,
         api_client_id=actor.client_id,
@@ -442,7 +515,38 @@ def record_return(
     session.add(ret)
     session.flush()
     _take_back(session, member, purchase, ret, actor)
+    tiers.after_return(session, member, actor=actor)  # `immediate`: the tier may go down
     return ret, True
+
+
+def _points_to_take_back(
+    session: Session, purchase: Purchase, amount: int, lines: list[dict[str, Any]]
+) -> int:
+    """What a return takes back: line by line (`earning.reversal_for_lines`) when it names lines
+    and the purchase's lines carry their points; else pro rata to the amount
+    (`earning.reversal_for_return`). Never more than the purchase earned."""
+    if lines:
+        bought = session.execute(
+            select(PurchaseLine.sku, PurchaseLine.quantity, PurchaseLine.points).where(
+                PurchaseLine.purchase_id == purchase.id
+            )
+        ).all()
+        if bought and all(row.points is not None for row in bought):
+            earlier = session.scalars(select(Return.lines).where(Return.purchase_id == purchase.id))
+            return earning.reversal_for_lines(
+                [(row.sku, row.quantity, int(row.points)) for row in bought],
+                [line for returned in earlier for line in returned or []],
+                lines,
+                purchase.points_earned,
+                purchase.points_reversed,
+            )
+    return earning.reversal_for_return(
+        purchase.points_earned,
+        purchase.amount,
+        purchase.returned_amount,
+        purchase.points_reversed,
+        amount,
+    )
 
 
 def _lock_purchase(session: Session, purchase_id: int) -> tuple[Member, Purchase]:
@@ -580,6 +684,7 @@ def adjust(
     limits.check("max_adjustment_points", abs(points), field="points")
     member = ledger.lock_member(session, member_id)
     redemptions.release_expired_for(session, member)  # overdue reservations no longer hold points
+    ledger.release_pending_of(session, member)  # nor are pending points whose time is over
     entry = ledger.post(
         session, member, "adjust", points, reason="staff_adjustment", note=reason, actor=actor
     )
@@ -590,7 +695,9 @@ def adjust(
         "points.adjust",
         "member",
         member.id,
-        {"points": points, "reason": reason, "ledger_entry_id": entry.id},
+        {"points": points, "ledger_entry_id": entry.id},
+        changes={"points": (entry.balance_after - points, entry.balance_after)},
+        reason=reason,
     )
     return entry
 

@@ -44,6 +44,22 @@ def _check(reward: Reward) -> None:
         raise ValidationFailed("active_until must be after active_from.", field="active_until")
 
 
+#: a reward's fields as the audit trail records them (before and after a change)
+REWARD_FIELDS = (
+    "name",
+    "kind",
+    "value",
+    "currency",
+    "sku",
+    "points_cost",
+    "active",
+    "active_from",
+    "active_until",
+    "stock",
+    "per_member_limit",
+)
+
+
 def create_reward(session: Session, data: dict[str, Any], *, actor: Actor) -> Reward:
     """Add a reward to the catalogue. An amount_off is in the programme's currency."""
     reward = Reward(active=True, **data)
@@ -52,7 +68,14 @@ def create_reward(session: Session, data: dict[str, Any], *, actor: Actor) -> Re
     _check(reward)
     session.add(reward)
     session.flush()
-    audit.record(session, actor, "reward.create", "reward", reward.id, {"name": reward.name})
+    audit.record(
+        session,
+        actor,
+        "reward.create",
+        "reward",
+        reward.id,
+        changes=audit.diff({}, audit.snapshot(reward, REWARD_FIELDS)),
+    )
     return reward
 
 
@@ -61,6 +84,7 @@ def update_reward(
 ) -> Reward:
     """Change a reward (only the fields given). Raises NotFound, ValidationFailed."""
     reward = get_reward(session, reward_id, for_update=True)
+    before = audit.snapshot(reward, REWARD_FIELDS)
     for key, value in changes.items():
         setattr(reward, key, value)
     if reward.kind == "amount_off":
@@ -69,7 +93,14 @@ def update_reward(
         reward.currency = None
     _check(reward)
     session.flush()
-    audit.record(session, actor, "reward.update", "reward", reward.id, {"fields": sorted(changes)})
+    audit.record(
+        session,
+        actor,
+        "reward.update",
+        "reward",
+        reward.id,
+        changes=audit.diff(before, audit.snapshot(reward, REWARD_FIELDS)),
+    )
     return reward
 
 

@@ -6,6 +6,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import UniqueConstraint
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -79,6 +80,14 @@ class Fast:
         return conn.connection.driver_connection.execute(  # type: ignore[union-attr]
             sql, params, prepare=True
         )
+
+
+def json_param(conn: Connection, value: Any) -> Any:
+    """A JSON value as a bind parameter of a `Fast` statement: psycopg's Jsonb on PostgreSQL
+    (Fast skips SQLAlchemy's type processing there), the value itself elsewhere."""
+    if conn.dialect.name == "postgresql":
+        return Jsonb(value)
+    return value
 
 
 def constraint_name(exc: IntegrityError) -> str | None:

@@ -275,7 +275,9 @@ def void(session: Session, raw_code: str, reason: str, *, actor: Actor) -> Vouch
             "voucher.void",
             "member",
             voucher.member_id,
-            {"code": voucher.display_code, "reason": reason},
+            {"code": voucher.display_code},
+            changes={"status": ("active", "void")},
+            reason=reason,
         )
     return voucher
 
@@ -316,7 +318,17 @@ def goodwill(
         "voucher.goodwill",
         "member",
         member_id,
-        {"code": voucher.display_code, "reason": data["reason"]},
+        {"code": voucher.display_code},
+        changes=audit.diff(
+            {},
+            {
+                "voucher": voucher.display_code,
+                "discount_type": voucher.discount_type,
+                "value": voucher.value,
+                "valid_until": voucher.valid_until.isoformat(),
+            },
+        ),
+        reason=data["reason"],
     )
     return voucher
 

@@ -7,17 +7,22 @@ run twice or after a crash. Periodic ones (UTC):
     campaign_sweep      every minute   campaigns whose job was lost
     release_expired     every minute   reservations past their time give their points back
     prune_idempotency   hourly (:17)   Idempotency-Key records older than the TTL (≥ 24 h)
+    recompute_tiers     daily (02:23)  every member's tier by the programme's tier policy
+    expire_points       hourly (:05)   lapsed lots expire, pending points whose time is over
+                                       become available (hourly: a day ends at midnight in
+                                       the programme's time zone, whichever it is)
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from huey import crontab
 
-from loyalty.domain import campaigns, idempotency, redemptions
+from loyalty.domain import campaigns, idempotency, ledger, redemptions, tiers
+from loyalty.domain.context import Actor
 from loyalty.extensions import db
 from loyalty.integrations import stripe as stripe_integration
 from loyalty.jobs.queue import (
@@ -132,6 +137,50 @@ def prune_idempotency() -> int:
     return count
 
 
+def recompute_tiers(
+    at: datetime | None = None, dry_run: bool = False, by: str = "recompute_tiers"
+) -> list[tiers.Move]:
+    """Every member's tier as of `at` (now by default), in one transaction (see
+    `tiers.recompute`), recorded as changed by `by`; `dry_run` writes nothing. Returns the
+    moves."""
+    session = db.session()
+    actor = Actor(client_id=None, name=by, admin=True)
+    moves = tiers.recompute(session, at=at or utcnow(), actor=actor, dry_run=dry_run)
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    return moves
+
+
+#: members per transaction of expire_points
+EXPIRY_BATCH_MEMBERS = 10_000
+
+
+def expire_points(
+    as_of: datetime | None = None, batch: int = EXPIRY_BATCH_MEMBERS
+) -> dict[str, int]:
+    """Expire what is left of every lot lapsed by `as_of` (now by default) and release the
+    pending points due by then, a batch of members per transaction (see ledger.expire_lots).
+    Safe to run twice (the second run expires nothing more) and after missed runs (it catches
+    up: lots lapse at their own time, whenever the job runs). Returns the totals."""
+    session = db.session()
+    as_of = as_of or utcnow()
+    released = ledger.release_pending(session, as_of)  # first: a lot due then may have lapsed
+    session.commit()
+    done, after = ledger.Expired(), 0
+    while (batch_range := ledger.lapsed_member_range(session, as_of, after, batch)) is not None:
+        done.add(ledger.expire_lots(session, *batch_range, as_of=as_of))
+        session.commit()
+        after = batch_range[1]
+    return {
+        "lots": done.lots,
+        "points": done.points,
+        "members": done.members,
+        "pending_released": released,
+    }
+
+
 def register(jobs: Jobs) -> None:
     """The app's jobs and their schedules."""
     jobs.task(STRIPE_MIRROR, mirror_vouchers, priority=10)
@@ -140,3 +189,5 @@ def register(jobs: Jobs) -> None:
     jobs.periodic("campaign_sweep", crontab(minute="*"), campaign_sweep)
     jobs.periodic("release_expired", crontab(minute="*"), release_expired)
     jobs.periodic("prune_idempotency", crontab(minute="17"), prune_idempotency)
+    jobs.periodic("recompute_tiers", crontab(hour="2", minute="23"), recompute_tiers)
+    jobs.periodic("expire_points", crontab(minute="5"), expire_points)

@@ -2,12 +2,14 @@
 
 from loyalty.models.campaigns import CAMPAIGN_KINDS, CAMPAIGN_STATUSES, Campaign
 from loyalty.models.clients import SCOPES, ApiClient, AuditEntry, IdempotencyRecord
+from loyalty.models.earning_rules import EARNING_RULE_KINDS, EarningRule, EarningRuleVersion
 from loyalty.models.feedback import FEEDBACK_CHANNELS, Feedback
-from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry
+from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry, PointLot
 from loyalty.models.members import Card, Member
 from loyalty.models.program import Program
 from loyalty.models.purchases import Purchase, PurchaseLine, Return
 from loyalty.models.rewards import REDEMPTION_STATUSES, REWARD_KINDS, Redemption, Reward
+from loyalty.models.tiers import TIER_CHANGE_REASONS, TierChange
 from loyalty.models.vouchers import (
     DISCOUNT_TYPES,
     VOUCHER_KINDS,
@@ -21,21 +23,26 @@ __all__ = [
     "CAMPAIGN_KINDS",
     "CAMPAIGN_STATUSES",
     "DISCOUNT_TYPES",
+    "EARNING_RULE_KINDS",
     "ENTRY_KINDS",
     "FEEDBACK_CHANNELS",
     "REDEMPTION_STATUSES",
     "REWARD_KINDS",
     "SCOPES",
+    "TIER_CHANGE_REASONS",
     "VOUCHER_KINDS",
     "VOUCHER_STATUSES",
     "ApiClient",
     "AuditEntry",
     "Campaign",
     "Card",
+    "EarningRule",
+    "EarningRuleVersion",
     "Feedback",
     "IdempotencyRecord",
     "LedgerEntry",
     "Member",
+    "PointLot",
     "Program",
     "Purchase",
     "PurchaseLine",
@@ -43,6 +50,7 @@ __all__ = [
     "Return",
     "Reward",
     "StripeEvent",
+    "TierChange",
     "Voucher",
     "VoucherHoldout",
 ]

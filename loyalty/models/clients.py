@@ -39,6 +39,12 @@ class ApiClient(Base):
     #: the key before the last rotation, accepted until `previous_key_expires_at`
     previous_key_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     previous_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the key stops working then (None: never); a rotation keeps it or sets a new one
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: when a request last used the key, to the minute (written at most once a minute)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: a till key bound to one store: it posts purchases and returns for that store only
+    store_id: Mapped[str | None] = mapped_column(String(100))
 
 
 class IdempotencyRecord(Base):
@@ -69,10 +75,19 @@ class IdempotencyRecord(Base):
 
 
 class AuditEntry(Base):
-    """Who changed what, for staff actions (personal data, cards, corrections)."""
+    """Who did what to what, for staff actions (and staff reads of personal data).
+
+    Append-only: a trigger refuses UPDATE and DELETE (migration 0017), but the one UPDATE
+    erasure makes, which rewrites `detail` alone. `detail` holds `changes: {field: [before,
+    after]}` and, where the action takes one, `reason` (see `loyalty.domain.audit.record`).
+    """
 
     __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_entries_target", "target_type", "target_id"),)
+    __table_args__ = (
+        Index("ix_audit_entries_target", "target_type", "target_id"),
+        Index("ix_audit_entries_at", "at"),
+        Index("ix_audit_entries_actor_at", "actor", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

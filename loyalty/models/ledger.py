@@ -62,3 +62,48 @@ class LedgerEntry(Base):
     @property
     def balance(self) -> dict[str, int]:
         return self.member.balance
+
+
+class PointLot(Base):
+    """What is left of one credit: spending, reversals and expiry consume lots, soonest-expiring
+    first. Written only by `loyalty.domain.ledger`; the remaining points of a member's lots add up
+    to their balance (when it is not in debt), the pending ones to their `pending`."""
+
+    __tablename__ = "point_lots"
+    __table_args__ = (
+        CheckConstraint("points > 0", name="points_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= points", name="remaining_in_lot"),
+        # the lots a debit consumes, in its order; the expiry job's lapsed lots; a purchase's lots
+        Index(
+            "ix_point_lots_open",
+            "member_id",
+            "expires_at",
+            "id",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+        Index(
+            "ix_point_lots_lapsing",
+            "expires_at",
+            postgresql_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+            sqlite_where=text("remaining > 0 AND expires_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_point_lots_purchase_id",
+            "purchase_id",
+            postgresql_where=text("purchase_id IS NOT NULL"),
+            sqlite_where=text("purchase_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("members.id"))
+    entry_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("ledger_entries.id"))
+    purchase_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("purchases.id"))
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    entry: Mapped[LedgerEntry | None] = relationship(lazy="select")

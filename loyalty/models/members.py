@@ -23,6 +23,7 @@ class Member(Base):
     __tablename__ = "members"
     __table_args__ = (
         CheckConstraint("held >= 0", name="held_non_negative"),
+        CheckConstraint("pending >= 0", name="pending_non_negative"),
         CheckConstraint("available_floor <= 0", name="available_floor_non_positive"),
         # A spend can never take `available` below zero; only a return's debt can (see ledger.py).
         CheckConstraint("points - held >= available_floor", name="available_above_floor"),
@@ -39,8 +40,14 @@ class Member(Base):
     external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
     points: Mapped[int] = mapped_column(BigInteger, default=0)
     held: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: points of pending lots (not yet spendable); written only by `loyalty.domain.ledger`
+    pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     available_floor: Mapped[int] = mapped_column(BigInteger, default=0)
     tier: Mapped[str | None] = mapped_column(String(50))
+    #: when the member reached the tier they hold (null without one); written by domain/tiers.py
+    tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: `end_of_period` downgrades: the tier is kept until then (the period's end + grace days)
+    tier_held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -52,11 +59,16 @@ class Member(Base):
 
     @property
     def available(self) -> int:
-        return self.points - self.held
+        return self.points - self.held - self.pending
 
     @property
     def balance(self) -> dict[str, int]:
-        return {"points": self.points, "held": self.held, "available": self.available}
+        return {
+            "points": self.points,
+            "held": self.held,
+            "pending": self.pending,
+            "available": self.available,
+        }
 
     @property
     def card_number(self) -> str | None:

@@ -53,6 +53,8 @@ class Purchase(Base):
     points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     returned_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: What the points were made of when earned: [{rule_id, rule_version, name, points}]
+    breakdown: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     @property
@@ -99,6 +101,8 @@ class PurchaseLine(Base):
     category: Mapped[str | None] = mapped_column(String(64))
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[int] = mapped_column(BigInteger)
+    #: The points this line earned (its share of base, tier and rules); returns take back from it
+    points: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Return(Base):

@@ -215,7 +215,13 @@ def Reason(*, required: bool = True, **kwargs: Any) -> ma.fields.String:
 class BalanceSchema(Schema):
     points = ma.fields.Integer(required=True, metadata={"description": "Posted points"})
     held = ma.fields.Integer(required=True, metadata={"description": "Reserved by redemptions"})
-    available = ma.fields.Integer(required=True, metadata={"description": "points - held"})
+    pending = ma.fields.Integer(
+        required=True,
+        metadata={"description": "Earned points not yet spendable (the programme's pending_days)"},
+    )
+    available = ma.fields.Integer(
+        required=True, metadata={"description": "points - held - pending: what can be spent"}
+    )
 
 
 class ProblemSchema(ma.Schema):

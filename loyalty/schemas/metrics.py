@@ -159,3 +159,40 @@ class VoucherMetricsSchema(Schema):
     end = ma.fields.Date(required=True)
     kinds = ma.fields.List(ma.fields.Nested(VoucherKindMetricsSchema), required=True)
     definitions = ma.fields.String(required=True)
+
+
+class PointsFlowsSchema(Schema):
+    issued = ma.fields.Integer(required=True, metadata={"description": "earn + bonus entries"})
+    redeemed = ma.fields.Integer(required=True, metadata={"description": "redeem entries"})
+    expired = ma.fields.Integer(required=True, metadata={"description": "expire entries"})
+    reversed = ma.fields.Integer(
+        required=True, metadata={"description": "reverse entries of returns"}
+    )
+    adjusted = ma.fields.Integer(
+        required=True, metadata={"description": "adjust entries, signed (staff corrections)"}
+    )
+
+
+class PointsMonthSchema(PointsFlowsSchema):
+    month = ma.fields.String(required=True, metadata={"example": "2026-11"})
+    outstanding = ma.fields.Integer(required=True, metadata={"description": "At the month's end"})
+
+
+class PointsMetricsSchema(PointsFlowsSchema):
+    start = ma.fields.Date(required=True)
+    end = ma.fields.Date(required=True)
+    outstanding_at_start = ma.fields.Integer(required=True)
+    outstanding = ma.fields.Integer(
+        required=True, metadata={"description": "All members' points at the end of `end`"}
+    )
+    value_per_point = ma.fields.Float(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The rewards' rate (minor units per point), 4 decimals"},
+    )
+    outstanding_value = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The liability: outstanding at the rewards' rate (minor units)"},
+    )
+    months = ma.fields.List(ma.fields.Nested(PointsMonthSchema), required=True)

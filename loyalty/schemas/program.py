@@ -9,9 +9,11 @@ import marshmallow as ma
 from marshmallow import validate
 
 from loyalty.domain.program import currency_exponent
+from loyalty.domain.tiers import DOWNGRADES as TIER_DOWNGRADES
+from loyalty.domain.tiers import WINDOWS as TIER_WINDOWS
 from loyalty.errors import ValidationFailed
 from loyalty.models.program import ROUNDING_MODES
-from loyalty.schemas.common import MAX_AMOUNT, Schema, Str
+from loyalty.schemas.common import MAX_AMOUNT, Bool, QueryArgs, Schema, Str
 
 #: Tier multipliers: more than 0, at most this, with at most two decimals (1.25).
 MAX_TIER_MULTIPLIER = 100
@@ -75,6 +77,11 @@ class ProgramSchema(Schema):
     )
     rounding = ma.fields.String(required=True, metadata={"enum": list(ROUNDING_MODES)})
     points_expire_after_days = ma.fields.Integer(allow_none=True, required=True)
+    pending_days = ma.fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Earned points are pending (not spendable) for this many days"},
+    )
     reservation_minutes = ma.fields.Integer(required=True)
     welcome_policy = ma.fields.Dict(allow_none=True, required=True)
     come_back_policy = ma.fields.Dict(allow_none=True, required=True)
@@ -82,6 +89,33 @@ class ProgramSchema(Schema):
         ma.fields.Nested(TierSchema),
         required=True,
         metadata={"description": "Ascending by qualifying_spend"},
+    )
+    tier_window = ma.fields.String(
+        required=True,
+        metadata={
+            "enum": list(TIER_WINDOWS),
+            "description": "The qualifying spend's window: the last 365 days, or the calendar "
+            "year in the programme's time zone",
+        },
+    )
+    tier_downgrade = ma.fields.String(
+        required=True,
+        metadata={
+            "enum": list(TIER_DOWNGRADES),
+            "description": "immediate: on a return and nightly; end_of_period: once the "
+            "tier's period (plus tier_grace_days) is over, never because of a return",
+        },
+    )
+    tier_grace_days = ma.fields.Integer(
+        required=True, metadata={"description": "end_of_period: days a tier is kept after it"}
+    )
+    timezone = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "IANA time zone: the programme's days end at midnight there; "
+            "earning rules' weekdays and windows are read there",
+            "example": "Europe/Amsterdam",
+        },
     )
 
 
@@ -137,7 +171,22 @@ class ProgramUpdateSchema(Schema):
     points_per_unit = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=10**4))
     rounding = ma.fields.String(validate=validate.OneOf(ROUNDING_MODES))
     points_expire_after_days = ma.fields.Integer(
-        strict=True, allow_none=True, validate=validate.Range(min=1, max=36500)
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=36500),
+        metadata={
+            "description": "Each credit's points lapse at the end of the day (midnight in the "
+            "programme's time zone) this many days after it; null: never"
+        },
+    )
+    pending_days = ma.fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=365),
+        metadata={
+            "description": "Earned points become spendable at the end of the day this many "
+            "days after the earning (a return before then cancels them); null: at once"
+        },
     )
     reservation_minutes = ma.fields.Integer(
         strict=True, validate=validate.Range(min=1, max=7 * 24 * 60)
@@ -156,6 +205,9 @@ class ProgramUpdateSchema(Schema):
             "value (as GET gives it) or the new currency's; anything else is refused"
         },
     )
+    tier_window = ma.fields.String(validate=validate.OneOf(TIER_WINDOWS))
+    tier_downgrade = ma.fields.String(validate=validate.OneOf(TIER_DOWNGRADES))
+    tier_grace_days = ma.fields.Integer(strict=True, validate=validate.Range(min=0, max=366))
     tiers = ma.fields.List(
         ma.fields.Nested(TierSchema),
         validate=validate.Length(max=MAX_TIERS),
@@ -163,4 +215,38 @@ class ProgramUpdateSchema(Schema):
             "description": "The whole tier table (replaces the current one; [] for none): "
             "unique names, qualifying_spend strictly ascending"
         },
+    )
+    timezone = ma.fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "IANA time zone name", "example": "Europe/Amsterdam"},
+    )
+
+
+class TierMoveSchema(Schema):
+    member_id = ma.fields.Integer(required=True)
+    from_tier = ma.fields.String(allow_none=True, required=True)
+    to_tier = ma.fields.String(allow_none=True, required=True)
+    spend = ma.fields.Integer(required=True, metadata={"description": "Net spend counted"})
+
+
+class ProgramUpdateResultSchema(ProgramSchema):
+    """The programme after a PUT; with `?dry_run=true` the programme as it would be and the
+    members whose tier the change would move (the two `tier_moves` fields: only then)."""
+
+    tier_moves_count = ma.fields.Integer(
+        metadata={"description": "dry_run only: how many members would change tier"}
+    )
+    tier_moves = ma.fields.List(
+        ma.fields.Nested(TierMoveSchema),
+        metadata={
+            "description": "dry_run only: the first 1000 of them, by member id ([] when the "
+            "tier table, tier policy and time zone stay as they are)"
+        },
+    )
+
+
+class ProgramUpdateArgs(QueryArgs):
+    dry_run = Bool(
+        load_default=False,
+        metadata={"description": "Check the change and list who would move; write nothing"},
     )

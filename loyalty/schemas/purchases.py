@@ -21,6 +21,7 @@ from loyalty.schemas.common import (
     Schema,
     Str,
 )
+from loyalty.schemas.earning_rules import BreakdownItemSchema
 from loyalty.schemas.vouchers import RefusalSchema
 
 MAX_LINES = 500
@@ -109,6 +110,16 @@ class PurchaseResultSchema(Schema):
     balance = ma.fields.Nested(BalanceSchema, required=True)
     vouchers_issued = ma.fields.List(ma.fields.Dict(), required=True)
     vouchers_redeemed = ma.fields.List(ma.fields.Nested(VoucherUseSchema))
+    breakdown = ma.fields.List(
+        ma.fields.Nested(BreakdownItemSchema),
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "What the points are made of: base first, then the tier, then each "
+            "earning rule that added points; the parts add up to points_earned (null for a "
+            "purchase recorded before breakdowns were kept)"
+        },
+    )
     feedback_token = FeedbackToken()
 
 
@@ -251,6 +262,11 @@ class QuoteResultSchema(Schema):
     currency = ma.fields.String(required=True)
     points_earned = ma.fields.Integer(required=True)
     awards = ma.fields.List(ma.fields.Nested(AwardSchema), required=True)
+    breakdown = ma.fields.List(
+        ma.fields.Nested(BreakdownItemSchema),
+        required=True,
+        metadata={"description": "As a purchase of this basket now would record it"},
+    )
     balance = ma.fields.Nested(BalanceSchema, required=True)
     balance_after = ma.fields.Nested(BalanceSchema, required=True)
     vouchers = ma.fields.List(

@@ -135,6 +135,7 @@ def test_what_the_reader_takes_reaches_the_schema(client, admin, member) -> None
     assert client.get(f"/api/v1/members/{member['id']}", headers=admin).json["balance"] == {
         "points": 0,
         "held": 0,
+        "pending": 0,
         "available": 0,
     }
 

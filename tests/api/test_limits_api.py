@@ -107,7 +107,7 @@ def test_an_adjustment_above_the_ceiling_either_way_is_refused(
     assert (
         client.post(url, json={"points": -300, "reason": "fix"}, headers=admin).status_code == 201
     )
-    assert balance(client, admin, member) == {"points": 0, "held": 0, "available": 0}
+    assert balance(client, admin, member) == {"points": 0, "held": 0, "pending": 0, "available": 0}
 
 
 @pytest.mark.parametrize(

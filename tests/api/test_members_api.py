@@ -20,7 +20,7 @@ def test_enrol_then_till_lookup_shows_the_member_with_zero_balance(client, pos) 
     m = r.json
     assert luhn_valid(m["card_number"]) and len(m["card_number"]) == 16
     assert m["cards"] == [{"card_number": m["card_number"], "status": "active"}]
-    assert m["balance"] == {"points": 0, "held": 0, "available": 0}
+    assert m["balance"] == {"points": 0, "held": 0, "pending": 0, "available": 0}
     assert set(m) >= {"id", "name", "card_number", "cards", "balance", "tier", "created_at"}
     # a till reads the card lookup's view: no contact data, not even what it just sent
     assert not set(m) & {"email", "phone", "marketing_consent", "external_ref"}
@@ -33,7 +33,7 @@ def test_enrol_then_till_lookup_shows_the_member_with_zero_balance(client, pos) 
         "card_number": m["card_number"],
         "status": "active",
         "member": {"id": m["id"], "name": "Ann", "tier": None},
-        "balance": {"points": 0, "held": 0, "available": 0},
+        "balance": {"points": 0, "held": 0, "pending": 0, "available": 0},
     }
 
 
@@ -85,6 +85,8 @@ def test_get_member_scopes_and_not_found(client, pos, api_key) -> None:
     assert client.get(f"/api/v1/members/{m['id']}", headers=pos).json == {
         **enrolled,
         "segment": None,
+        "tier_progress": None,
+        "next_expiry": None,
     }
     assert client.get(f"/api/v1/members/{m['id']}", headers=api_key("webshop")).status_code == 200
     r = client.get(f"/api/v1/members/{m['id']}", headers=api_key("reports"))

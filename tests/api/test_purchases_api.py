@@ -45,7 +45,7 @@ def test_the_tills_day(client, pos, admin, member) -> None:
     first = client.post("/api/v1/purchases", json=sale(member), headers=headers)
     assert first.status_code == 201
     assert first.json["points_earned"] == 25
-    assert first.json["balance"] == {"points": 25, "held": 0, "available": 25}
+    assert first.json["balance"] == {"points": 25, "held": 0, "pending": 0, "available": 25}
     assert first.json["vouchers_issued"] == []
 
     retry = client.post("/api/v1/purchases", json=sale(member), headers=headers)
@@ -259,8 +259,8 @@ def test_quote_has_no_side_effects_and_checks_like_a_purchase(app, client, pos, 
     body = {"card_number": member["card_number"], "amount": 1999, "currency": "EUR"}
     r = client.post("/api/v1/checkout/quote", json=body, headers=pos)
     assert r.status_code == 200
-    assert r.json["balance"] == {"points": 0, "held": 0, "available": 0}
-    assert r.json["balance_after"] == {"points": 19, "held": 0, "available": 19}
+    assert r.json["balance"] == {"points": 0, "held": 0, "pending": 0, "available": 0}
+    assert r.json["balance_after"] == {"points": 19, "held": 0, "pending": 0, "available": 19}
     assert r.json["awards"] == [{"kind": "earn", "points": 19, "reason": "purchase"}]
     assert count(app, LedgerEntry) == 0
     r = client.post("/api/v1/checkout/quote", json={**body, "currency": "GBP"}, headers=pos)
@@ -272,7 +272,7 @@ def test_adjustments_and_the_ledger_pages(client, pos, admin, member) -> None:
     for points in (5, 7, -3):
         r = client.post(url, json={"points": points, "reason": "correction"}, headers=admin)
         assert r.status_code == 201 and r.json["points"] == points
-    assert r.json["balance"] == {"points": 9, "held": 0, "available": 9}
+    assert r.json["balance"] == {"points": 9, "held": 0, "pending": 0, "available": 9}
     r = client.post(url, json={"points": 0, "reason": "nothing"}, headers=admin)
     assert r.status_code == 422 and "points" in r.json["errors"]
     r = client.post(url, json={"points": 5, "reason": ""}, headers=admin)
@@ -363,7 +363,8 @@ def test_a_repeated_return_external_id_with_other_fields_is_409(client, pos, mem
     ok = client.post(f"/api/v1/purchases/{p1['id']}/returns", json=body, headers=pos)
     same = client.post(f"/api/v1/purchases/{p1['id']}/returns", json=body, headers=pos)
     assert (ok.status_code, same.status_code) == (201, 200) and same.json["id"] == ok.json["id"]
-    assert same.json["points_reversed"] == 4 and same.json["balance"]["points"] == 16
+    # line by line: one of the two A (6 of the 10 points) takes back 3, whatever the amount
+    assert same.json["points_reversed"] == 3 and same.json["balance"]["points"] == 17
     cases = [
         (p1["id"], {**body, "amount": 300}, {"amount"}),
         (p1["id"], {**body, "lines": [{"sku": "B", "quantity": 1}]}, {"lines"}),
@@ -486,7 +487,9 @@ def test_return_lines_name_skus_of_the_purchase_in_quantities_still_left(
         "lines.0.quantity": ["0 of sku 'B' left to return, not 1."]
     }
     assert ret("r-3").status_code == 201  # without lines: the amount alone is checked
-    assert returned(client, pos, p["id"]) == (300, 2, ["r-1", "r-2", "r-3"])  # 12 × 300 // 1250
+    # line by line: every line came back, so all 12 points did (A 8 of 3 units: 5 then 3; B 4);
+    # r-3 without lines is pro rata, and 12 × 300 // 1250 = 2 were already taken back
+    assert returned(client, pos, p["id"]) == (300, 12, ["r-1", "r-2", "r-3"])
     again = ret("r-2", ("A", 1), ("B", 1))  # a retry of a return is answered, not re-checked
     assert again.status_code == 200 and again.json["external_id"] == "r-2"
 

@@ -171,7 +171,7 @@ def test_each_reward_says_whether_it_applies_its_points_discount_and_why_not(
     before = counts(app)
     r = client.post(QUOTE, json=body, headers=pos)
     assert r.status_code == 200, r.json
-    assert r.json["balance"] == {"points": 500, "held": 10, "available": 490}
+    assert r.json["balance"] == {"points": 500, "held": 10, "pending": 0, "available": 490}
     got = [
         (
             x["reward_id"],
@@ -255,8 +255,8 @@ def test_a_reservation_past_its_time_is_not_held_in_a_quote(
         )
         db.session.commit()
     r = client.post(QUOTE, json=body, headers=pos)
-    assert r.json["balance"] == {"points": 500, "held": 0, "available": 500}
-    assert r.json["balance_after"] == {"points": 501, "held": 0, "available": 501}
+    assert r.json["balance"] == {"points": 500, "held": 0, "pending": 0, "available": 500}
+    assert r.json["balance_after"] == {"points": 501, "held": 0, "pending": 0, "available": 501}
     assert r.json["rewards"][0]["applicable"] is True
     with app.app_context():
         assert db.session.get(Redemption, red["id"]).status == "reserved"  # not written

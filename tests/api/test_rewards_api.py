@@ -112,12 +112,22 @@ def test_reserve_confirm_with_the_balance_after_each_step(
     red = r.json
     assert (red["status"], red["points"], red["order_ref"]) == ("reserved", 200, "web-1")
     assert red["benefit"] == {"kind": "free_item", "value": None, "currency": None, "sku": "COFFEE"}
-    assert red["balance"] == {"points": 500, "held": 200, "available": 300}
-    assert balance(client, pos, member) == {"points": 500, "held": 200, "available": 300}
+    assert red["balance"] == {"points": 500, "held": 200, "pending": 0, "available": 300}
+    assert balance(client, pos, member) == {
+        "points": 500,
+        "held": 200,
+        "pending": 0,
+        "available": 300,
+    }
 
     c = client.post(f"/api/v1/redemptions/{red['id']}/confirm", json={}, headers=pos)
     assert c.status_code == 200 and c.json["status"] == "redeemed" and c.json["redeemed_at"]
-    assert balance(client, pos, member) == {"points": 300, "held": 0, "available": 300}
+    assert balance(client, pos, member) == {
+        "points": 300,
+        "held": 0,
+        "pending": 0,
+        "available": 300,
+    }
     again = client.post(f"/api/v1/redemptions/{red['id']}/confirm", headers=pos)
     assert again.status_code == 200 and again.json["status"] == "redeemed"
     assert balance(client, pos, member)["points"] == 300  # redeemed once
@@ -136,7 +146,12 @@ def test_reserve_cancel_then_confirm_is_refused(client, admin, pos, member, runn
     assert client.get(f"/api/v1/rewards/{r_id}", headers=pos).json["stock"] == 2
     c = client.post(f"/api/v1/redemptions/{red['id']}/cancel", headers=pos)
     assert c.status_code == 200 and c.json["status"] == "released"
-    assert balance(client, pos, member) == {"points": 500, "held": 0, "available": 500}
+    assert balance(client, pos, member) == {
+        "points": 500,
+        "held": 0,
+        "pending": 0,
+        "available": 500,
+    }
     assert client.get(f"/api/v1/rewards/{r_id}", headers=pos).json["stock"] == 3
     assert (
         client.post(f"/api/v1/redemptions/{red['id']}/cancel", headers=pos).json["status"]
@@ -152,7 +167,7 @@ def test_instant_redeems_in_one_call(client, admin, pos, member) -> None:
     r = redeem(client, pos, member, r_id, instant=True)
     assert r.status_code == 201 and r.json["status"] == "redeemed"
     assert r.json["benefit"] == {"kind": "amount_off", "value": 250, "currency": "EUR", "sku": None}
-    assert r.json["balance"] == {"points": 400, "held": 0, "available": 400}
+    assert r.json["balance"] == {"points": 400, "held": 0, "pending": 0, "available": 400}
 
 
 def test_refusals(client, admin, pos, member) -> None:
@@ -171,7 +186,12 @@ def test_refusals(client, admin, pos, member) -> None:
     r = redeem(client, pos, member, off)
     assert r.status_code == 422 and r.json["code"] == "reward_unavailable"
     assert redeem(client, pos, member, 999999).status_code == 404
-    assert balance(client, pos, member) == {"points": 500, "held": 1, "available": 499}
+    assert balance(client, pos, member) == {
+        "points": 500,
+        "held": 1,
+        "pending": 0,
+        "available": 499,
+    }
     assert client.post("/api/v1/redemptions/999999/confirm", headers=pos).status_code == 404
 
 
@@ -187,7 +207,7 @@ def test_an_overdue_reservation_reads_expired_without_any_job(
         db.session.commit()
     r = client.get(f"/api/v1/redemptions/{red['id']}", headers=pos)
     assert r.status_code == 200 and r.json["status"] == "expired"
-    assert r.json["balance"] == {"points": 500, "held": 0, "available": 500}
+    assert r.json["balance"] == {"points": 500, "held": 0, "pending": 0, "available": 500}
     assert client.get(f"/api/v1/rewards/{r_id}", headers=pos).json["stock"] == 1
     x = client.post(f"/api/v1/redemptions/{red['id']}/confirm", headers=pos)
     assert x.status_code == 409 and x.json["code"] == "redemption_not_reserved"
@@ -203,7 +223,7 @@ def test_the_till_lookup_shows_expired_points_as_available(app, client, admin, p
         )
         db.session.commit()
     card = client.get(f"/api/v1/cards/{member['card_number']}", headers=pos).json
-    assert card["balance"] == {"points": 500, "held": 0, "available": 500}
+    assert card["balance"] == {"points": 500, "held": 0, "pending": 0, "available": 500}
 
 
 def test_release_expired_command_sweeps_the_rest(app, client, admin, pos, member, runner) -> None:
@@ -336,7 +356,12 @@ def test_an_adjustment_sees_points_of_an_overdue_reservation_as_available(
         json={"points": -450, "reason": "fix"},
         headers=admin,
     )
-    assert r.status_code == 201 and r.json["balance"] == {"points": 50, "held": 0, "available": 50}
+    assert r.status_code == 201 and r.json["balance"] == {
+        "points": 50,
+        "held": 0,
+        "pending": 0,
+        "available": 50,
+    }
 
 
 def test_on_the_demo_data_a_till_and_a_webshop_redeem(runner, client) -> None:
@@ -383,6 +408,7 @@ def test_on_the_demo_data_a_till_and_a_webshop_redeem(runner, client) -> None:
     assert client.get(f"/api/v1/cards/{card}", headers=pos).json["balance"] == {
         "points": 700,
         "held": 0,
+        "pending": 0,
         "available": 700,
     }
 
@@ -444,7 +470,12 @@ def test_a_reservation_is_read_confirmed_or_cancelled_only_by_the_client_that_ma
             assert (r.status_code, r.json["code"]) == (404, "not_found"), (method, path)
             assert r.json["errors"] == {"redemption_id": [f"No redemption {mine['id']}."]}
             assert r.json["title"] == missing["title"]
-    assert balance(client, pos, member) == {"points": 500, "held": 100, "available": 400}
+    assert balance(client, pos, member) == {
+        "points": 500,
+        "held": 100,
+        "pending": 0,
+        "available": 400,
+    }
 
     r = client.post(f"/api/v1/redemptions/{mine['id']}/confirm", headers=webshop)
     assert r.status_code == 200 and r.json["status"] == "redeemed"
@@ -452,7 +483,12 @@ def test_a_reservation_is_read_confirmed_or_cancelled_only_by_the_client_that_ma
     assert client.get(f"/api/v1/redemptions/{second['id']}", headers=admin).status_code == 200
     r = client.post(f"/api/v1/redemptions/{second['id']}/cancel", headers=admin)
     assert r.status_code == 200 and r.json["status"] == "released"
-    assert balance(client, pos, member) == {"points": 400, "held": 0, "available": 400}
+    assert balance(client, pos, member) == {
+        "points": 400,
+        "held": 0,
+        "pending": 0,
+        "available": 400,
+    }
 
 
 STRIPE_SECRET = "whsec_rewards_test"
@@ -492,7 +528,12 @@ def test_a_webshop_confirms_against_the_purchase_a_stripe_webhook_recorded(
     assert (by_intent.json["status"], by_intent.json["purchase_id"]) == ("redeemed", paid)
     _, by_id = confirm({"purchase_id": paid})
     assert by_id.status_code == 200 and by_id.json["purchase_id"] == paid
-    assert balance(client, pos, member) == {"points": 350, "held": 0, "available": 350}
+    assert balance(client, pos, member) == {
+        "points": 350,
+        "held": 0,
+        "pending": 0,
+        "available": 350,
+    }
 
     # purchases of other clients stay theirs; two names must name one purchase
     sale = {"external_id": "till-1", "member_id": member["id"], "amount": 100, "currency": "EUR"}
@@ -525,7 +566,12 @@ def test_a_webshop_confirms_against_the_purchase_a_stripe_webhook_recorded(
         state = client.get(f"/api/v1/redemptions/{red_id}", headers=webshop).json["status"]
         assert state == "reserved"
         client.post(f"/api/v1/redemptions/{red_id}/cancel", headers=webshop)
-    assert balance(client, pos, member) == {"points": 352, "held": 0, "available": 352}
+    assert balance(client, pos, member) == {
+        "points": 352,
+        "held": 0,
+        "pending": 0,
+        "available": 352,
+    }
 
     refund = {
         "id": "ch_3PaidWithStripe",
@@ -538,5 +584,10 @@ def test_a_webshop_confirms_against_the_purchase_a_stripe_webhook_recorded(
     r = factories.post_stripe_event(client, STRIPE_SECRET, "charge.refunded", refund)
     assert r.status_code == 200, r.json
     # -50 for the refund, +100 for each reward redeemed on the payment
-    assert balance(client, pos, member) == {"points": 502, "held": 0, "available": 502}
+    assert balance(client, pos, member) == {
+        "points": 502,
+        "held": 0,
+        "pending": 0,
+        "available": 502,
+    }
     verify(runner)

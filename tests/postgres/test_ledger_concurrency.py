@@ -40,7 +40,7 @@ def test_200_concurrent_purchases_for_one_member_add_up_exactly(
     assert {r.status_code for r in results} == {201}
     expected = sum(a // 100 for a in amounts)
     m = client.get(f"/api/v1/members/{member['id']}", headers=pos).json
-    assert m["balance"] == {"points": expected, "held": 0, "available": expected}
+    assert m["balance"] == {"points": expected, "held": 0, "pending": 0, "available": expected}
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == 200
     verify_ledger(runner)

@@ -39,6 +39,7 @@ def test_20_concurrent_redemptions_with_points_for_one_reserve_exactly_one(
     assert client.get(f"/api/v1/members/{m['id']}", headers=pos).json["balance"] == {
         "points": 100,
         "held": 100,
+        "pending": 0,
         "available": 0,
     }
     verify_ledger(runner)
@@ -105,10 +106,15 @@ def test_concurrent_confirm_and_cancel_of_one_reservation_settle_it_once(
     final = client.get(f"/api/v1/redemptions/{red['id']}", headers=pos).json["status"]
     bal = client.get(f"/api/v1/members/{m['id']}", headers=pos).json["balance"]
     if final == "redeemed":
-        assert bal == {"points": 40, "held": 0, "available": 40}
+        assert bal == {"points": 40, "held": 0, "pending": 0, "available": 40}
         assert all(x.status_code in (200, 409) for x in results)
     else:
-        assert final == "released" and bal == {"points": 100, "held": 0, "available": 100}
+        assert final == "released" and bal == {
+            "points": 100,
+            "held": 0,
+            "pending": 0,
+            "available": 100,
+        }
     verify_ledger(runner)
 
 

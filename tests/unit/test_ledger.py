@@ -54,7 +54,7 @@ def test_a_purchase_earns_once_with_an_entry_and_balance_after(session, till) ->
     m = factories.member(session)
     p, created = buy(session, till, m, 2599, external_id="sale-1")
     assert created and p.points_earned == 25
-    assert m.balance == {"points": 25, "held": 0, "available": 25}
+    assert m.balance == {"points": 25, "held": 0, "pending": 0, "available": 25}
     [e] = entries(session, m)
     assert (e.kind, e.points, e.balance_after, e.purchase_id, e.actor) == (
         "earn",
@@ -180,14 +180,14 @@ def test_a_return_after_spending_leaves_a_debt_that_the_next_purchase_pays(sessi
     )
     assert m.available == 10
     give_back(session, till, p, 10000)  # takes back all 100: only 10 are left
-    assert m.balance == {"points": -90, "held": 0, "available": -90}
+    assert m.balance == {"points": -90, "held": 0, "pending": 0, "available": -90}
     assert entries(session, m)[-1].balance_after == -90
     with pytest.raises(InsufficientPoints):
         purchases.adjust(session, m.id, -1, "no spending while in debt", actor=till, limits=LIMITS)
     buy(session, till, m, 5000)  # earns 50: debt down to 40
     assert m.available == -40
     buy(session, till, m, 6000)  # earns 60: paid off, 20 left
-    assert m.balance == {"points": 20, "held": 0, "available": 20}
+    assert m.balance == {"points": 20, "held": 0, "pending": 0, "available": 20}
     session.flush()
     assert ledger.verify(session).ok
 
@@ -205,7 +205,7 @@ def test_adjustments_need_enough_points_to_take_away(session, till) -> None:
     with pytest.raises(InsufficientPoints):
         purchases.adjust(session, m.id, -51, "too much", actor=till, limits=LIMITS)
     purchases.adjust(session, m.id, -50, "all of it", actor=till, limits=LIMITS)
-    assert m.balance == {"points": 0, "held": 0, "available": 0}
+    assert m.balance == {"points": 0, "held": 0, "pending": 0, "available": 0}
 
 
 def test_the_database_refuses_to_edit_or_delete_ledger_entries(app, session, till) -> None:

@@ -1,16 +1,24 @@
 """Property: any sequence of purchases, returns, adjustments and reward redemptions (reserve,
-confirm, cancel) on a few members keeps the books balanced.
+confirm, cancel), changes of the programme's expiry and pending time, and runs of the expiry
+job on a few members keeps the books balanced.
 
 Everything goes through the domain functions the API calls. A plain-Python model predicts each
 member's points and held points; after every step the database must agree with it, every
 refusal must be the one the model predicts (InsufficientPoints exactly when the available points
 are short of what is needed), and the member rows, their entries and their open reservations
 must agree with each other. At the end `ledger.verify` must find nothing.
+
+The model also keeps each member's lots: what is left of each credit, its expiry (in days after
+today) and whether it is pending; debits take from them in the ledger's order (a return from its
+own purchase's lots first, then spendable lots soonest-expiring first, never-expiring last, then
+pending ones), the expiry job takes what is left of the lapsed ones but never held points.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import count
 from typing import Any
 
 import pytest
@@ -19,7 +27,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loyalty.domain import ledger, purchases, redemptions
+from loyalty.domain import ledger, program, purchases, redemptions
 from loyalty.domain.context import Actor, Limits
 from loyalty.errors import (
     InsufficientPoints,
@@ -28,7 +36,8 @@ from loyalty.errors import (
     RedemptionNotReserved,
     ReturnExceedsPurchase,
 )
-from loyalty.models import LedgerEntry, Member, Redemption
+from loyalty.models import LedgerEntry, Member, PointLot, Redemption
+from loyalty.models.types import utcnow
 from tests import factories
 
 MEMBERS = 2
@@ -46,6 +55,10 @@ operations = st.lists(
         # confirm on no purchase, on one of the member's own, or on any (maybe another member's)
         st.tuples(st.just("confirm"), pick, st.none() | st.tuples(st.booleans(), pick)),
         st.tuples(st.just("cancel"), pick),
+        # the programme's points_expire_after_days and whether earnings are pending (14 days)
+        st.tuples(st.just("policy"), st.sampled_from([None, 10, 30]), st.booleans()),
+        # the expiry job, run as of this many days from now
+        st.tuples(st.just("expire"), st.sampled_from([0, 15, 45])),
     ),
     min_size=8,
     max_size=30,
@@ -62,10 +75,62 @@ class Account:
     id: int
     points: int = 0
     held: int = 0
+    lots: list[Lot] = field(default_factory=list)
+
+    @property
+    def pending(self) -> int:
+        return sum(lot.remaining for lot in self.lots if lot.pending)
 
     @property
     def available(self) -> int:
-        return self.points - self.held
+        return self.points - self.held - self.pending
+
+    def credit(self, points: int, expires: int | None, pending: bool, purchase: Any) -> None:
+        """A credit: what it does not pay of a debt is its lot's."""
+        self.points += points
+        remaining = max(0, min(points, self.points))
+        self.lots.append(Lot(next(LOT_SEQ), purchase, points, remaining, expires, pending))
+
+    def debit(self, points: int, purchase: Any = None) -> None:
+        """A debit: taken from the lots in the ledger's order; what they lack is a debt."""
+        self.points -= points
+
+        def order(lot: Lot) -> tuple[Any, ...]:
+            never = lot.expires is None
+            return (lot.purchase is not purchase or purchase is None, lot.pending, never,
+                    lot.expires or 0, lot.seq)  # fmt: skip
+
+        for lot in sorted(self.lots, key=order):
+            take = min(points, lot.remaining)
+            lot.remaining, points = lot.remaining - take, points - take
+
+    def expire(self, days: int) -> None:
+        """The expiry job as of `days` days from now: pending lots due become spendable, then
+        lapsed lots give up what is left, up to the points not held."""
+        for lot in self.lots:
+            if lot.pending and days > PENDING_DAYS:
+                lot.pending = False
+        cap = self.points - self.held - self.pending
+        lapsed = [lot for lot in self.lots if lot.expires is not None and lot.expires + 1 <= days]
+        for lot in sorted(lapsed, key=lambda lot: (lot.pending, lot.expires, lot.seq)):
+            if lot.pending:
+                continue
+            take = max(0, min(lot.remaining, cap))
+            lot.remaining, cap, self.points = lot.remaining - take, cap - take, self.points - take
+
+
+LOT_SEQ = count()
+PENDING_DAYS = 14
+
+
+@dataclass
+class Lot:
+    seq: int
+    purchase: Any
+    points: int
+    remaining: int
+    expires: int | None  # days after today; lapses at the end of that day
+    pending: bool
 
 
 @dataclass
@@ -99,6 +164,8 @@ class World:
     accounts: list[Account]
     bought: list[Bought] = field(default_factory=list)
     reservations: list[Reservation] = field(default_factory=list)
+    expire_days: int | None = None
+    pending: bool = False
 
     def purchase(self, m: int, amount: int) -> str:
         account = self.accounts[m]
@@ -113,8 +180,10 @@ class World:
             self.session, data, actor=self.till, limits=LIMITS
         )
         assert created and receipt.points_earned == amount // 100
-        self.bought.append(Bought(receipt.id, external_id, account, amount, amount // 100))
-        account.points += amount // 100
+        bought = Bought(receipt.id, external_id, account, amount, amount // 100)
+        self.bought.append(bought)
+        if amount >= 100:
+            account.credit(amount // 100, self.expire_days, self.pending, bought)
         return "earned" if amount >= 100 else "earned nothing"
 
     def return_(self, k: int, how_much: int | str) -> str:
@@ -131,14 +200,18 @@ class World:
         assert b.returned + amount <= b.amount
         target = b.earned * (b.returned + amount) // b.amount  # cumulative pro rata, rounded down
         assert r.points_reversed == target - b.reversed
-        b.member.points -= target - b.reversed  # may leave a debt
+        pending_before = b.member.pending
+        if target > b.reversed:
+            b.member.debit(target - b.reversed, b)  # may leave a debt
         b.returned, b.reversed = b.returned + amount, target
         outcome = "in debt" if b.member.available < 0 else "taken back"
+        if b.member.pending < pending_before:
+            outcome = "pending points cancelled"
         if b.returned == b.amount:  # rewards redeemed on a fully returned purchase come back
             for res in self.reservations:
                 if res.purchase is b and res.status == "redeemed" and not res.given_back:
                     res.given_back = True
-                    b.member.points += res.points
+                    b.member.credit(res.points, self.expire_days, False, None)
                     outcome = "reward points given back"
         return outcome
 
@@ -152,7 +225,10 @@ class World:
             assert account.available < -points
             return "refused: insufficient points"
         assert points > 0 or account.available >= -points
-        account.points += points
+        if points > 0:
+            account.credit(points, self.expire_days, False, None)
+        else:
+            account.debit(-points)
         return "added" if points > 0 else "taken"
 
     def reserve(self, m: int, reward: int, instant: bool) -> str:
@@ -167,7 +243,7 @@ class World:
         assert redemption.points == cost
         if instant:
             assert redemption.status == "redeemed"
-            account.points -= cost
+            account.debit(cost)
         else:
             assert redemption.status == "reserved"
             account.held += cost
@@ -201,7 +277,7 @@ class World:
         assert res.status == "reserved" and (bought is None or bought.member is res.member)
         res.status, res.purchase = "redeemed", bought
         res.member.held -= res.points
-        res.member.points -= res.points
+        res.member.debit(res.points)
         return "redeemed" if bought is None else "redeemed on a purchase"
 
     def cancel(self, k: int) -> str:
@@ -220,15 +296,34 @@ class World:
         res.member.held -= res.points
         return "released"
 
+    def policy(self, expire_days: int | None, pending: bool) -> str:
+        prog = program.ensure_program(self.session)
+        prog.points_expire_after_days = expire_days
+        prog.pending_days = PENDING_DAYS if pending else None
+        self.session.flush()
+        self.expire_days, self.pending = expire_days, pending
+        return f"expiry {expire_days}, pending {pending}"
+
+    def expire(self, days: int) -> str:
+        ids = [a.id for a in self.accounts]
+        before = sum(a.points for a in self.accounts)
+        done = ledger.expire_lots(
+            self.session, min(ids), max(ids), as_of=utcnow() + timedelta(days=days)
+        )
+        for a in self.accounts:
+            a.expire(days)
+        assert done.points == before - sum(a.points for a in self.accounts)
+        return "expired some" if done.points else "expired nothing"
+
     def check(self) -> None:
         """Each member row, its entries and its open reservations agree with the model."""
         ids = [a.id for a in self.accounts]
         rows = {
             row.id: row
             for row in self.session.execute(
-                select(Member.id, Member.points, Member.held, Member.available_floor).where(
-                    Member.id.in_(ids)
-                )
+                select(
+                    Member.id, Member.points, Member.held, Member.pending, Member.available_floor
+                ).where(Member.id.in_(ids))
             )
         }
         running = dict.fromkeys(ids, 0)
@@ -252,6 +347,11 @@ class World:
             assert row.points == running[a.id]  # the cached balance is the sum of the entries
             assert row.held == open_holds[a.id] and row.held >= 0
             assert row.available_floor <= 0 and row.points - row.held >= row.available_floor
+            assert row.pending == a.pending
+            lots = self.session.scalars(
+                select(PointLot.remaining).where(PointLot.member_id == a.id).order_by(PointLot.id)
+            ).all()
+            assert list(lots) == [lot.remaining for lot in a.lots]
 
 
 @pytest.fixture
@@ -303,6 +403,27 @@ def play(session: Session, world: World, first: list[int], ops: list[tuple[Any, 
         ("cancel", 0),
         ("return", 0, "rest"),
         ("confirm", 0, None),
+    ],
+)
+@example(  # lots: pending points cancelled by a return, spent soonest-expiring first, released
+    # and expired by the job (never the held ones), a debt paid before a lot fills
+    first=[10_000, 3_000],
+    ops=[
+        ("policy", 10, True),
+        ("purchase", 0, 20_000),
+        ("return", 2, 5_000),
+        ("reserve", 0, 1, False),
+        ("policy", 30, False),
+        ("purchase", 0, 4_000),
+        ("adjust", 0, 50),
+        ("reserve", 0, 2, False),
+        ("expire", 15),
+        ("cancel", 0),
+        ("return", 1, "rest"),
+        ("purchase", 1, 1_000),
+        ("expire", 15),
+        ("expire", 45),
+        ("expire", 45),
     ],
 )
 def test_random_sequences_keep_every_invariant(session, till, reward_ids, first, ops) -> None:

@@ -69,7 +69,7 @@ def test_enrol_gives_a_first_card_and_a_zero_balance(session) -> None:
     assert m.email == "ann@example.com"
     assert len(m.cards) == 1 and m.cards[0].status == "active"
     assert m.card_number == m.cards[0].number
-    assert m.balance == {"points": 0, "held": 0, "available": 0}
+    assert m.balance == {"points": 0, "held": 0, "pending": 0, "available": 0}
 
 
 def test_enrol_activates_a_pre_printed_card(session) -> None:
@@ -161,7 +161,10 @@ def test_update_changes_only_given_fields_and_audits_the_field_names(session) ->
     )
     assert m.email == "ann2@example.com" and m.name == "Ann"
     entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "member.update")).one()
-    assert entry.detail == {"fields": ["email"]}
+    assert entry.detail == {
+        "fields": ["email"],
+        "changes": {"email": ["ann@example.com", "ann2@example.com"]},
+    }
 
 
 def test_search_filters_and_orders_newest_first(session) -> None:

@@ -20,7 +20,9 @@ An amount is a number in major units, exact in the programme's currency, never r
 purchase's) and not more than a day ahead of now.
 
 A row's points are what `earning.awards_for_purchase` gives a live purchase of that amount, time
-and store (its awards summed).
+and store: the base and the active earning rules (`earning_rules.for_import`: a row has no lines,
+and its member is not known while it is read, so rules on skus, categories, tiers or segments do
+not apply, nor do rules with a budget, which only a live purchase can count against exactly).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import chain
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from loyalty.domain import earning
 from loyalty.domain.context import Limits
@@ -67,17 +70,25 @@ class RowError:
 
 @dataclass(frozen=True)
 class ProgramRates:
-    """The programme's earning settings, read once (an ORM row would reload after each commit)."""
+    """The programme's earning settings, read once (an ORM row would reload after each commit):
+    its rates, time zone and the earning rules an import applies (`earning_rules.for_import`)."""
 
     currency: str
     currency_exponent: int
     points_per_unit: int
     rounding: str
+    timezone: str = "UTC"
+    rules: tuple[earning.Rule, ...] = ()
 
     @classmethod
-    def of(cls, program: earning.Rates) -> ProgramRates:
+    def of(cls, program: earning.Rates, rules: tuple[earning.Rule, ...] = ()) -> ProgramRates:
         return cls(
-            program.currency, program.currency_exponent, program.points_per_unit, program.rounding
+            program.currency,
+            program.currency_exponent,
+            program.points_per_unit,
+            program.rounding,
+            getattr(program, "timezone", None) or "UTC",
+            rules,
         )
 
 
@@ -201,6 +212,7 @@ class RowParser:
         """`limits`: the ceiling on a purchase's amount (else MAX_AMOUNT); `days`: the first and
         the last day a programme's dates may fall on (LOYALTY_MIN_DATE, LOYALTY_MAX_DATE)."""
         self.rates = rates
+        self.zone = ZoneInfo(rates.timezone)
         self.currency = rates.currency
         self.exponent = rates.currency_exponent
         self.scale = 10**self.exponent
@@ -287,15 +299,18 @@ class RowParser:
         return f"{raw!r} lies in the future"
 
     def points(self, amount: int, at: datetime, store_id: str | None) -> int:
-        """What a live purchase of this amount, time and store earns: the sum of its awards."""
+        """What a live purchase of this amount, time and store earns (the base and the rules)."""
         if not self.earn:
             return 0
-        total = 0
-        for award in earning.awards_for_purchase(
-            self.rates, amount_minor=amount, occurred_at=at, lines=None, store_id=store_id
-        ):
-            total += award.points
-        return total
+        return earning.awards_for_purchase(
+            self.rates,
+            amount_minor=amount,
+            occurred_at=at,
+            lines=None,
+            store_id=store_id,
+            rules=self.rates.rules,
+            zone=self.zone,
+        ).total
 
     def parse(self, line: int, values: dict[str, str]) -> tuple[Row | None, list[RowError]]:
         """The row, or None and every error of the row (each field checked)."""
