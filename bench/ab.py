@@ -133,7 +133,7 @@ def main() -> None:
     dbname, url = accrual.create_database()
     servers: list[subprocess.Popen] = []
     try:
-        env = {**os.environ, "DATABASE_URL": url, "LOYALTY_API_KEY_CACHE_SECONDS": "5"}
+        env = {**os.environ, **accrual.SERVER_ENV, "DATABASE_URL": url}
         accrual.run_cli(env, "db", "upgrade")
         accrual.load_members(url, args.members)
         if args.earning_rules:

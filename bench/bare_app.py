@@ -1,10 +1,13 @@
 """Calibration for bench/accrual.py: a bare Flask endpoint that runs only the SQL of one purchase
-through SQLAlchemy Core (no auth, schemas, idempotency logic or error mapping). The ratio
-between this and the real app says what our layers cost. Served by `bench/accrual.py --bare`.
+(the key's lookup, the idempotency lookup, the card, the purchase, the credit, its ledger entry
+and lot, the idempotency record) through SQLAlchemy Core (no scopes, schemas, idempotency logic,
+rate limits, logs or error mapping). The ratio between this and the real app says what our
+layers cost. Served by `bench/accrual.py --bare`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -18,6 +21,11 @@ engine = create_engine(
 )
 CLIENT = int(os.environ.get("BARE_CLIENT_ID", "1"))
 
+AUTH = text(
+    "SELECT id, name, scopes, store_id FROM api_clients WHERE revoked_at IS NULL"
+    " AND (key_hash = :h OR (previous_key_hash = :h AND previous_key_expires_at > now()))"
+    " LIMIT 1"
+)
 LOOKUP = text(
     "SELECT request_hash, status_code, response_body FROM idempotency_records"
     " WHERE api_client_id = :c AND key = :k"
@@ -41,7 +49,11 @@ CREDIT = text(
 ENTRY = text(
     "INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,"
     " api_client_id, actor, created_at) VALUES (:m, 'earn', :p, :b, 'purchase', :pid, :c, 'bare',"
-    " now())"
+    " now()) RETURNING id"
+)
+LOT = text(
+    "INSERT INTO point_lots (member_id, entry_id, purchase_id, points, remaining, expires_at,"
+    " pending_until, created_at) VALUES (:m, :eid, :pid, :p, :p, NULL, NULL, now())"
 )
 IDEM = text(
     "INSERT INTO idempotency_records (api_client_id, key, request_hash, status_code,"
@@ -55,6 +67,8 @@ def purchase():  # type: ignore[no-untyped-def]
     body = request.get_json()
     key = request.headers["Idempotency-Key"]
     with engine.begin() as conn:
+        digest = hashlib.sha256(request.headers["Authorization"][7:].encode()).hexdigest()
+        conn.execute(AUTH, {"h": digest}).one()
         stored = conn.execute(LOOKUP, {"c": CLIENT, "k": key}).first()
         if stored is not None:
             return stored.response_body, stored.status_code
@@ -65,7 +79,10 @@ def purchase():  # type: ignore[no-untyped-def]
         balance = None
         if pid is not None and points:
             balance = conn.execute(CREDIT, {"m": card.member_id, "p": points}).one()
-            conn.execute(ENTRY, {**params, "p": points, "b": balance.points, "pid": pid})
+            eid = conn.execute(
+                ENTRY, {**params, "p": points, "b": balance.points, "pid": pid}
+            ).scalar()
+            conn.execute(LOT, {"m": card.member_id, "eid": eid, "pid": pid, "p": points})
         out = {
             "id": pid,
             "points_earned": points,

@@ -111,7 +111,7 @@ def main() -> None:
     dbname, url = accrual.create_database()
     server = None
     try:
-        env = {**os.environ, "DATABASE_URL": url}
+        env = {**os.environ, **accrual.SERVER_ENV, "DATABASE_URL": url}
         accrual.run_cli(env, "db", "upgrade")
         accrual.load_members(url, args.members)
         out = accrual.run_cli(env, "loyalty", "create-api-key", "bench-till", "--scope", "pos")
