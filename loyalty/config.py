@@ -98,7 +98,7 @@ def _swagger_ui_dir() -> str:
     return os.environ.get("LOYALTY_SWAGGER_UI_DIR") or str(default)
 
 
-#: Rate limits (Flask-Limiter's strings: "600/minute", "10/second;500/hour"), counted in each
+#: Rate limits (the `limits` library's strings: "600/minute", "10/second;500/hour"), counted in each
 #: process's memory, or in LOYALTY_REDIS_URL's Redis (keys under LOYALTY_RATE_LIMIT_PREFIX) so
 #: that every app server shares them. An unreadable one stops the start.
 RATE_LIMIT_DEFAULTS = {

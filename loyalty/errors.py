@@ -220,8 +220,8 @@ class LimitExceeded(DomainError):
 
 # 429 ------------------------------------------------------------------------------------------
 class RateLimited(DomainError):
-    """Too many requests from one API key or address (Flask-Limiter's 429, mapped in
-    `loyalty/api/problems.py`); `Retry-After` says when to try again."""
+    """Too many requests from one API key or address (raised by `loyalty/ratelimits.py` before
+    the view runs); `Retry-After` says when to try again."""
 
     status, code, title = 429, "rate_limited", "Too many requests: slow down"
 

@@ -252,7 +252,7 @@ class LoyaltyApi(Api):
         return send_from_directory(self.config["LOYALTY_SWAGGER_UI_DIR"], filename, max_age=3600)
 
 
-#: The headers of a 429 (loyalty/ratelimits.py; Flask-Limiter's names).
+#: The headers of a 429 (loyalty/ratelimits.py; the X-RateLimit-* convention).
 RATE_LIMIT_HEADERS = {
     "Retry-After": {
         "description": "Seconds until a request may succeed again.",

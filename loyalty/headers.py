@@ -75,8 +75,8 @@ def page_csp(*script_hashes: str) -> str:
 
 
 def add_security_headers(response: Response) -> Response:
-    """after_request: the prepared headers a response does not set itself. Flask-Limiter sends
-    `Retry-After` on every answer it counted; it is kept where it means something (429, 503)."""
+    """after_request: the prepared headers a response does not set itself. `Retry-After` is
+    kept only where it means something (429, 503)."""
     headers = response.headers
     for name, value in (PAGE_HEADERS if response.mimetype == "text/html" else API_HEADERS).items():
         headers.setdefault(name, value)
@@ -104,7 +104,7 @@ def init_app(app: Flask, cors: CORS) -> None:
     """Security headers on every response; CORS on /api/v1 for LOYALTY_CORS_ORIGINS only
     (none by default: no CORS header is ever sent, so browsers keep other sites out). Call it
     before the limiter's init_app: after_request functions run last registered first, and this
-    one must see the limiter's headers."""
+    one sees the answer with the limiter's headers."""
     app.after_request(add_security_headers)
     origins = app.config["LOYALTY_CORS_ORIGINS"]
     if origins:

@@ -97,7 +97,7 @@ _HTTP_CODES = {
     413: ("payload_too_large", "The request body is too large"),
     415: ("unsupported_media_type", "Unsupported media type"),
     422: ("validation_error", "The request is not valid"),
-    429: (RateLimited.code, RateLimited.title),  # Flask-Limiter's RateLimitExceeded
+    429: (RateLimited.code, RateLimited.title),  # a werkzeug TooManyRequests
 }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +23,7 @@ from flask.testing import FlaskClient
 from limits.storage import MemoryStorage, RedisStorage
 
 from loyalty.extensions import db, limiter
-from loyalty.ratelimits import SETTINGS
+from loyalty.ratelimits import SETTINGS, ProcessMemory
 from tests import factories
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -296,3 +298,93 @@ def test_429_and_its_code_are_in_the_openapi_document(client) -> None:
         for method, operation in item.items():
             if method != "parameters":
                 assert "429" in operation["responses"], operation["summary"]
+
+
+def test_a_counted_answer_says_its_limit_and_only_a_429_when_to_come_back(limited_app) -> None:
+    server = limited_app(LOYALTY_RATE_LIMIT_PER_KEY="2/minute")
+    client = server.test_client()
+    key = _key(server)
+    r = client.get("/api/v1/program", headers=key)
+    assert r.status_code == 200
+    assert (r.headers["X-RateLimit-Limit"], r.headers["X-RateLimit-Remaining"]) == ("2", "1")
+    assert "Retry-After" not in r.headers and "X-RateLimit-Reset" not in r.headers
+    assert client.get("/api/v1/program", headers=key).headers["X-RateLimit-Remaining"] == "0"
+    r = client.get("/api/v1/program", headers=key)
+    _assert_rate_limited(r, 2)
+    assert int(r.headers["X-RateLimit-Reset"]) - time.time() <= 61
+
+
+def test_rate_limits_can_be_switched_off(limited_app) -> None:
+    server = limited_app(LOYALTY_RATE_LIMIT_PER_KEY="1/minute", RATELIMIT_ENABLED=False)
+    client = server.test_client()
+    key = _key(server)
+    answers = [client.get("/api/v1/program", headers=key) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200] * 3
+    assert all("X-RateLimit-Limit" not in r.headers for r in answers)
+
+
+def test_counting_in_memory_starts_no_thread(limited_app, monkeypatch) -> None:
+    """limits' MemoryStorage starts a timer thread every 10 ms under load to drop expired
+    counts; ours drops them in line (loyalty.ratelimits.ProcessMemory)."""
+    server = limited_app(LOYALTY_REDIS_URL=None)
+    client, key = server.test_client(), _key(server)
+    started = []
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
+    for _ in range(3):
+        assert client.get("/api/v1/program", headers=key).status_code == 200
+        time.sleep(0.02)
+    assert started == []
+
+
+def test_expired_counts_start_a_new_window_and_are_dropped() -> None:
+    storage = ProcessMemory()
+    assert [storage.incr("a", 0.05), storage.incr("a", 0.05), storage.incr("b", 60)] == [1, 2, 1]
+    assert storage.get("a") == 2
+    time.sleep(0.06)
+    assert storage.get("a") == 0
+    storage._next_sweep = 0.0  # the next count sweeps (at most once a second otherwise)
+    assert storage.incr("b", 60) == 2
+    assert "a" not in storage.storage and "a" not in storage.expirations
+    assert storage.incr("a", 60) == 1
+
+
+def test_counts_go_back_to_redis_once_it_answers_again(
+    limited_app, redis_prefix, monkeypatch, caplog
+) -> None:
+    server = limited_app(
+        LOYALTY_REDIS_URL=REDIS_URL,
+        LOYALTY_RATE_LIMIT_PREFIX=redis_prefix,
+        LOYALTY_RATE_LIMIT_PER_KEY="3/minute",
+    )
+    client, key = server.test_client(), _key(server)
+    caplog.set_level(logging.INFO, logger="loyalty.ratelimits")
+    with server.app_context():
+        limits = limiter.limits
+    redis_storage = limits.primary
+    monkeypatch.setattr(redis_storage, "incr", _broken)
+    assert client.get("/api/v1/program", headers=key).status_code == 200  # counted in memory
+    assert "falling back to in-memory storage" in caplog.text
+    with server.app_context():
+        assert isinstance(limiter.storage, MemoryStorage)
+    monkeypatch.undo()  # Redis answers again; it is tried again after a second
+    limits._retry_at = 0.0
+    statuses = [client.get("/api/v1/program", headers=key).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # a new count, in Redis: 3 a minute
+    assert "rate limit storage recovered" in caplog.text
+    conn = redis.Redis.from_url(REDIS_URL)
+    assert conn.keys(f"{redis_prefix}*")
+    conn.close()
+    redis_storage.storage.close()  # the app's connection, not left to the garbage collector
+
+
+def _broken(*_args: Any, **_kwargs: Any) -> int:
+    raise redis.ConnectionError("Redis is gone")
+
+
+def test_a_setting_may_join_several_limits(limited_app) -> None:
+    server = limited_app(LOYALTY_RATE_LIMIT_PER_KEY="100/hour;2/minute")
+    client, key = server.test_client(), _key(server)
+    answers = [client.get("/api/v1/program", headers=key) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert [r.headers["X-RateLimit-Remaining"] for r in answers[:2]] == ["1", "0"]
+    _assert_rate_limited(answers[2], 2)  # the shortest window's state
