@@ -20,11 +20,14 @@ held points stay in their lots until the reservation is redeemed (a debit) or re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
-from typing import Any, NamedTuple, cast
+from itertools import accumulate
+from typing import Any, NamedTuple, Protocol, cast
 
 from sqlalchemy import Table, bindparam, case, func, insert, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
@@ -314,10 +317,9 @@ _EARN_COLUMNS = (
     "actor",
     "created_at",
 )
+#: an award's own columns (the others are the same for all of a credit's entries and lots)
+_ENTRY_OWN = ("kind", "points", "balance_after", "reason")
 _ENTRIES = cast(Table, LedgerEntry.__table__)
-_ENTRY = Fast(
-    insert(_ENTRIES).values({c: bindparam(c) for c in _EARN_COLUMNS}).returning(_ENTRIES.c.id)
-)
 _LOT_COLUMNS = (
     "member_id",
     "entry_id",
@@ -328,8 +330,49 @@ _LOT_COLUMNS = (
     "pending_until",
     "created_at",
 )
+_LOT_OWN = ("entry_id", "points", "remaining")
 _LOTS = cast(Table, PointLot.__table__)
-_LOT = Fast(insert(_LOTS).values({c: bindparam(c) for c in _LOT_COLUMNS}))
+
+
+def _rows(columns: tuple[str, ...], own: tuple[str, ...], count: int) -> list[dict[str, Any]]:
+    """The VALUES of a `count`-row INSERT: row i binds its own columns as `<column>_<i>`, the
+    others to one shared parameter each."""
+    return [{c: bindparam(f"{c}_{i}" if c in own else c) for c in columns} for i in range(count)]
+
+
+#: credit()'s multi-row INSERTs, one pair of prepared statements per number of awards
+_INSERTS: dict[int, tuple[Fast, Fast]] = {}
+
+
+def _inserts(count: int) -> tuple[Fast, Fast]:
+    """The INSERT of `count` entries (RETURNING id, balance_after) and of their lots."""
+    if count not in _INSERTS:
+        entries = insert(_ENTRIES).values(_rows(_EARN_COLUMNS, _ENTRY_OWN, count))
+        lots = insert(_LOTS).values(_rows(_LOT_COLUMNS, _LOT_OWN, count))
+        _INSERTS[count] = (
+            Fast(entries.returning(_ENTRIES.c.id, _ENTRIES.c.balance_after)),
+            Fast(lots),
+        )
+    return _INSERTS[count]
+
+
+class Earned(Protocol):
+    """Points to credit: one entry (and lot) each (`earning.Award` is one)."""
+
+    @property
+    def kind(self) -> str: ...  # earn | bonus
+
+    @property
+    def points(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class _Award(NamedTuple):
+    kind: str
+    points: int
+    reason: str
 
 
 class Credited(NamedTuple):
@@ -373,24 +416,49 @@ def credit(
     now: datetime,
     terms: LotTerms | None = None,
 ) -> Credited:
-    """Add `points` (> 0) with one entry and its lot, without loading the member: the balance
-    after. `terms` (the programme's by default, one query more) set the lot's expiry and pending
-    time, counted from `now`.
+    """credit_all() of one award."""
+    return credit_all(
+        session,
+        member_id,
+        [_Award(kind, points, reason)],
+        actor=actor,
+        purchase_id=purchase_id,
+        now=now,
+        terms=terms,
+    )
+
+
+def credit_all(
+    session: Session,
+    member_id: int,
+    awards: Sequence[Earned],
+    *,
+    actor: Actor,
+    purchase_id: int | None = None,
+    now: datetime,
+    terms: LotTerms | None = None,
+) -> Credited:
+    """Add the awards' points (each > 0), one entry and lot per award in their order, without
+    loading the member: the balance after them. `terms` (the programme's by default, one query
+    more) set the lots' expiry and pending time, counted from `now`.
 
     For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
-    the UPDATE locks the row and its RETURNING gives `balance_after`. Raises NotFound.
+    three statements whatever the number of awards. The UPDATE adds their total, locks the row
+    and its RETURNING gives the balance before them, from which each entry's `balance_after`
+    follows; one INSERT makes the entries, one their lots. Raises NotFound.
     """
-    if points <= 0 or kind not in ("earn", "bonus"):
+    if not awards or any(a.points <= 0 or a.kind not in ("earn", "bonus") for a in awards):
         raise ValueError("credit() adds earned points; use post() for anything else")
     terms = terms or lot_terms(session)
     pending_until = terms.pending_from(now)
+    total = sum(a.points for a in awards)
     conn = session.connection()
     _expire_cached(session, member_id)
     row = _CREDIT.first(
         conn,
         {
-            "delta": points,
-            "pending": points if pending_until else 0,
+            "delta": total,
+            "pending": total if pending_until else 0,
             "now": now,
             "member_id": member_id,
         },
@@ -398,26 +466,41 @@ def credit(
     if row is None:
         raise NotFound(f"No member {member_id}.", field="member_id")
     after = Credited(int(row[0]), int(row[1]), int(row[2]))
-    entry = _ENTRY.first(
-        conn,
-        {
-            "member_id": member_id,
-            "kind": kind,
-            "points": points,
-            "balance_after": after.points,
-            "reason": reason,
-            "purchase_id": purchase_id,
-            "api_client_id": actor.client_id,
-            "actor": actor.name,
-            "created_at": now,
-        },
-    )
-    assert entry is not None
-    tally.note_entry(session, kind, points)
-    lot = (member_id, entry[0], purchase_id, points, _lot_remaining(points, after.points))
-    times = (terms.expires_at(now), pending_until, now)
-    _LOT.run(conn, dict(zip(_LOT_COLUMNS, (*lot, *times), strict=True)))
+    shared = {"member_id": member_id, "purchase_id": purchase_id, "created_at": now}
+    balances = list(accumulate((a.points for a in awards), initial=after.points - total))[1:]
+    entries, lots = _inserts(len(awards))
+    who = {"api_client_id": actor.client_id, "actor": actor.name}
+    ids = _insert_entries(conn, entries, awards, balances, {**shared, **who})
+    params = {**shared, "expires_at": terms.expires_at(now), "pending_until": pending_until}
+    for i, (award, balance) in enumerate(zip(awards, balances, strict=True)):
+        tally.note_entry(session, award.kind, award.points)
+        params |= {
+            f"entry_id_{i}": ids[balance],
+            f"points_{i}": award.points,
+            f"remaining_{i}": _lot_remaining(award.points, balance),
+        }
+    lots.run(conn, params)
     return after
+
+
+def _insert_entries(
+    conn: Connection,
+    statement: Fast,
+    awards: Sequence[Earned],
+    balances: list[int],
+    shared: dict[str, Any],
+) -> dict[int, int]:
+    """credit_all()'s entries: their ids by balance_after (which rises from one to the next,
+    so it tells them apart whatever order RETURNING gives)."""
+    params = dict(shared)
+    for i, (award, balance) in enumerate(zip(awards, balances, strict=True)):
+        params |= {
+            f"kind_{i}": award.kind,
+            f"points_{i}": award.points,
+            f"balance_after_{i}": balance,
+            f"reason_{i}": award.reason,
+        }
+    return {int(after): int(entry_id) for entry_id, after in statement.all(conn, params)}
 
 
 # bulk earning (imports) -------------------------------------------------------------------------

@@ -354,22 +354,19 @@ def _post_awards(
     now: datetime,
     terms: ledger.LotTerms,
 ) -> dict[str, int]:
-    """One ledger entry (and lot) per award; the member's balance after them."""
-    balance = None
-    for award in awards:
-        after = ledger.credit(
-            session,
-            receipt.member_id,
-            award.kind,
-            award.points,
-            reason=award.reason,
-            actor=actor,
-            purchase_id=receipt.id,
-            now=now,
-            terms=terms,
-        )
-        balance = after.balance
-    return balance or _balance(session.connection(), receipt.member_id)
+    """One ledger entry (and lot) per award, all in one credit; the member's balance after."""
+    if not awards:
+        return _balance(session.connection(), receipt.member_id)
+    after = ledger.credit_all(
+        session,
+        receipt.member_id,
+        awards,
+        actor=actor,
+        purchase_id=receipt.id,
+        now=now,
+        terms=terms,
+    )
+    return after.balance
 
 
 def _redeem_vouchers(

@@ -66,6 +66,12 @@ class Fast:
             return None if row is None else tuple(row)
         return self._execute(conn, params).fetchone()
 
+    def all(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """All the rows (tuples)."""
+        if conn.dialect.name != "postgresql":
+            return [tuple(row) for row in conn.execute(self.statement, params)]
+        return self._execute(conn, params).fetchall()
+
     def run(self, conn: Connection, params: dict[str, Any]) -> None:
         """Execute a statement that returns no rows."""
         if conn.dialect.name != "postgresql":

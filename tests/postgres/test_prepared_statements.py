@@ -58,3 +58,23 @@ def test_a_refused_request_rolls_back_and_the_next_purchase_prepares_again(
     again = client.post("/api/v1/purchases", json={**body, "external_id": "s2"}, headers=pos)
     assert again.status_code == 201
     assert any("INSERT INTO purchases" in sql for sql in prepared(app))
+
+
+def test_a_purchase_with_a_bonus_credits_its_awards_in_one_statement_each(
+    app, client, pos, admin, one_connection
+) -> None:
+    rule = {"name": "Big basket", "kind": "bonus_points", "value": 5}
+    rule_body = {**rule, "conditions": {"min_spend": 1000}}
+    assert client.post("/api/v1/earning-rules", json=rule_body, headers=admin).status_code == 201
+    member = client.post("/api/v1/members", json={"name": "Ann"}, headers=pos).json
+    body = {"external_id": "s1", "member_id": member["id"], "amount": 2500, "currency": "EUR"}
+    sale = client.post("/api/v1/purchases", json=body, headers=pos)
+    assert sale.status_code == 201, sale.json
+    assert sale.json["points_earned"] == 30
+    assert sale.json["balance"]["points"] == 30
+    names = prepared(app)
+    # the earn and the bonus: one two-row INSERT of entries and one of lots, no one-row ones
+    entries = [sql for sql in names if sql.startswith("INSERT INTO ledger_entries")]
+    lots = [sql for sql in names if sql.startswith("INSERT INTO point_lots")]
+    assert [sql.count("), (") for sql in entries + lots] == [1, 1]
+    assert sum("UPDATE members" in sql for sql in names) == 1

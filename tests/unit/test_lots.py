@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text
 
-from loyalty.domain import ledger, program, purchases, redemptions
+from loyalty.domain import earning_rules, ledger, program, purchases, redemptions
 from loyalty.domain.context import Actor, Limits
 from loyalty.errors import InsufficientPoints
 from loyalty.models import LedgerEntry, Member, PointLot
@@ -237,6 +237,48 @@ def test_a_credit_on_a_debt_is_pending_only_for_what_is_left(session, till) -> N
     session.flush()
     buy(session, till, m, 10000)  # 100 points: 30 pay the debt, 70 pending
     assert fresh(session, m).balance == {"points": 70, "held": 0, "pending": 70, "available": 0}
+    assert ledger.verify(session).ok
+
+
+def test_a_purchase_with_a_bonus_chains_its_entries_and_lots_from_the_balance_before(
+    session, till
+) -> None:
+    m = factories.member(session)
+    p = buy(session, till, m, 10200)  # 102 points
+    member = ledger.lock_member(session, m.id)
+    ledger.post(session, member, "adjust", -102, reason="staff_adjustment", actor=STAFF)
+    give_back(session, till, p.id, 10200)  # a debt of 102
+    earning_rules.create_rule(
+        session,
+        {
+            "name": "Big basket",
+            "kind": "bonus_points",
+            "value": 5,
+            "conditions": {"min_spend": 1000},
+        },
+        actor=STAFF,
+    )
+    prog = program.ensure_program(session)
+    prog.pending_days = 14
+    session.flush()
+    before = kinds(session, m)
+    sale = buy(session, till, m, 10000)  # 100 points + a bonus of 5, in one credit
+    assert sale.points_earned == 105
+    assert kinds(session, m)[len(before) :] == [("earn", 100, -2), ("bonus", 5, 3)]
+    lots = session.execute(
+        select(PointLot.points, PointLot.remaining, PointLot.purchase_id, PointLot.entry_id)
+        .where(PointLot.purchase_id == sale.id)
+        .order_by(PointLot.id)
+    ).all()
+    entry_ids = session.scalars(
+        select(LedgerEntry.id).where(LedgerEntry.purchase_id == sale.id).order_by(LedgerEntry.id)
+    ).all()
+    # the earn only pays the debt (its lot is empty); 3 of the bonus are left, pending
+    assert [tuple(lot) for lot in lots] == [
+        (100, 0, sale.id, entry_ids[0]),
+        (5, 3, sale.id, entry_ids[1]),
+    ]
+    assert fresh(session, m).balance == {"points": 3, "held": 0, "pending": 3, "available": 0}
     assert ledger.verify(session).ok
 
 
