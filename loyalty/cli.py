@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import logging.config
+import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +40,7 @@ from loyalty.jobs import tasks as job_tasks
 from loyalty.jobs.queue import RUN_CAMPAIGN
 from loyalty.models import SCOPES, ApiClient, Member
 from loyalty.models.types import utcnow
+from loyalty.observability import logging_config
 
 loyalty_cli = AppGroup("loyalty", help="Loyalty administration.")
 
@@ -444,9 +447,8 @@ def worker(threads: int | None) -> None:
     jobs = jobs_of(current_app)
     if jobs.huey.immediate:
         raise click.ClickException("LOYALTY_JOBS_IMMEDIATE=1: jobs run where they are enqueued")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # the same JSON lines as the app servers' (gunicorn.conf.py)
+    logging.config.dictConfig(logging_config(os.environ.get("LOYALTY_LOG_LEVEL", "INFO").upper()))
     jobs.consumer(threads or current_app.config["LOYALTY_WORKER_THREADS"]).run()
 
 

@@ -3,6 +3,7 @@ API enqueues, and stops on Ctrl-C. In both queue modes (SQLite file, Redis)."""
 
 from __future__ import annotations
 
+import json
 import signal
 
 from sqlalchemy import select
@@ -41,6 +42,9 @@ def test_the_worker_mirrors_a_new_voucher_and_stops_on_ctrl_c(
     assert proc.wait(timeout=30) == 0
     log = (tmp_path / "worker.log").read_text()
     assert "Huey consumer started" in log and "stripe_mirror" in log
+    # the worker logs JSON lines as the app servers do
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(r["logger"] == "huey.consumer" and r["level"] == "INFO" for r in records)
 
 
 def test_the_worker_is_refused_where_jobs_run_at_once(runner) -> None:
