@@ -34,7 +34,7 @@ from flask_smorest.utils import load_info_from_docstring
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.exc import OperationalError
 
-from loyalty.domain.clients import generate_key, hash_key
+from loyalty.domain.clients import hash_key
 from loyalty.domain.sql import Fast
 from loyalty.errors import Forbidden, Unauthorized
 from loyalty.extensions import db, write_transaction
@@ -50,7 +50,7 @@ LAST_USED_EVERY = timedelta(seconds=60)
 
 ALL = ("pos", "webshop", "admin", "reports")
 
-__all__ = ["ALL", "Client", "authenticate", "current_client", "generate_key", "hash_key"]
+__all__ = ["ALL", "Client", "authenticate", "current_client"]
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy.orm import Session
 
-from loyalty import auth
-from loyalty.domain import members, rewards
+from loyalty.domain import clients, members, rewards
 from loyalty.domain.context import Actor, Settings
 from loyalty.models import ApiClient, Member, Reward
 
@@ -35,10 +34,10 @@ def next_id() -> int:
 def _new_client(
     session: Session, scopes: tuple[str, ...], name: str | None, **fields: Any
 ) -> tuple[ApiClient, str]:
-    key = auth.generate_key()
+    key = clients.generate_key()
     client = ApiClient(
         name=name or f"client-{next(_seq)}",
-        key_hash=auth.hash_key(key),
+        key_hash=clients.hash_key(key),
         key_prefix=key[:12],
         scopes=list(scopes),
         **fields,

@@ -54,7 +54,6 @@ def live(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator
         **os.environ,
         "DATABASE_URL": url,
         "FLASK_APP": "wsgi",
-        "LOYALTY_API_KEY_CACHE_SECONDS": "1",
         "STRIPE_WEBHOOK_SECRET": "whsec_e2e",  # webhooks verified; no API key, so no mirror
         "LOYALTY_JOBS_FILE": str(Path(tmp) / "jobs.sqlite3"),  # this run's own job queue
         # newman and schemathesis send more than a till would: limits they do not reach
