@@ -6,7 +6,7 @@ FLASK  := $(BIN)/flask --app wsgi
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: install node run test test-sqlite test-postgres lint format bench clean
+.PHONY: install node run test test-sqlite test-postgres lint format translations bench clean
 
 # Python packages, and the npm packages where npm is installed (`make run` needs only Python:
 # without npm the API runs, and /api/v1/docs says how to install Swagger UI)
@@ -46,6 +46,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy loyalty
 	$(BIN)/python scripts/long_functions.py
+
+# The pages' strings: extract them, add the new ones to each language's .po (translate those:
+# msgstr), compile the .mo files the app reads (committed, so a fresh clone needs no step;
+# tests/web/test_translations.py fails when one is missing, untranslated or not compiled)
+TRANSLATIONS := loyalty/web/translations
+translations: install
+	$(BIN)/pybabel -q extract -F loyalty/web/babel.cfg -o $(TRANSLATIONS)/messages.pot \
+	  --no-location --sort-output --omit-header -k lazy_gettext -k _l loyalty/web
+	$(BIN)/pybabel -q update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) \
+	  --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date
+	$(BIN)/pybabel -q compile -d $(TRANSLATIONS) --statistics
 
 format: install
 	$(BIN)/ruff format .

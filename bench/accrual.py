@@ -68,7 +68,7 @@ INSERT INTO purchases (member_id, api_client_id, external_id, amount, currency, 
 UPDATE members SET points = points + :amount / 100,
     available_floor = CASE WHEN points + :amount / 100 - held < 0
                            THEN points + :amount / 100 - held ELSE 0 END,
-    updated_at = now()
+    gross_spend = gross_spend + :amount, updated_at = now()
   WHERE id = :mid RETURNING points AS m_points, held AS m_held \\gset
 INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,
     api_client_id, actor, created_at)

@@ -44,7 +44,7 @@ PURCHASE = text(
 CREDIT = text(
     "UPDATE members SET points = points + :p,"
     " available_floor = CASE WHEN points + :p - held < 0 THEN points + :p - held ELSE 0 END,"
-    " updated_at = now() WHERE id = :m RETURNING points, held"
+    " gross_spend = gross_spend + :a, updated_at = now() WHERE id = :m RETURNING points, held"
 )
 ENTRY = text(
     "INSERT INTO ledger_entries (member_id, kind, points, balance_after, reason, purchase_id,"
@@ -78,7 +78,9 @@ def purchase():  # type: ignore[no-untyped-def]
         pid = conn.execute(PURCHASE, {**params, "p": points}).scalar()
         balance = None
         if pid is not None and points:
-            balance = conn.execute(CREDIT, {"m": card.member_id, "p": points}).one()
+            balance = conn.execute(
+                CREDIT, {"m": card.member_id, "p": points, "a": body["amount"]}
+            ).one()
             eid = conn.execute(
                 ENTRY, {**params, "p": points, "b": balance.points, "pid": pid}
             ).scalar()

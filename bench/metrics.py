@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/metrics.py [--members N] [--purchases M] [--runs 5] [--no-earn]
         [--order customer|time]
+    .venv/bin/python bench/metrics.py --growth 1000000,2000000,5000000 [--runs 3]
 
 On a throw-away PostgreSQL database (127.0.0.1:5432, user postgres; LOYALTY_BENCH_PG to change):
 migrations, then a deterministic history (seed 42) of N members and M purchases over the two years
@@ -12,6 +13,12 @@ through the Flask test client (the full request path: auth, schema, SQL, JSON), 
 endpoint is called once to warm up and `--runs` times more; the median is printed. Nothing leaves
 the machine; the database is dropped at the end (unless --keep). First, as a yardstick for the
 machine's speed of the hour, pgbench's built-in load runs for 5 s in a database of its own.
+
+Between the import and the timings, the metrics rollups are brought up to date as the worker's
+`metrics_rollup` job would (`flask loyalty metrics-rollup`, timed). With --growth, the same is
+done for each size in turn (members a tenth of the purchases; no re-import, no verify-ledger),
+with the yardstick after each, and a table shows each figure per size and how it grew from the
+smallest to the largest.
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "synchronous
 
 ENDPOINTS = [
     ("retention, a quarter", "/api/v1/metrics/retention?start=2026-07-01&end=2026-09-30"),
+    (
+        "retention, one store",
+        "/api/v1/metrics/retention?start=2026-07-01&end=2026-09-30&store_id=store-3",
+    ),
     ("segments", "/api/v1/metrics/segments?as_of=2026-10-31"),
     ("cohorts, 24 months", "/api/v1/metrics/cohorts?start=2024-11-01&end=2026-10-31"),
     ("feedback, a quarter", "/api/v1/metrics/feedback?start=2026-07-01&end=2026-09-30"),
@@ -180,10 +191,155 @@ def machine_speed(dbname: str) -> float | None:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
+def timed_endpoints(url: str, runs: int, endpoints: list[tuple[str, str]]) -> dict[str, float]:
+    """Each endpoint in-process (the full request path), once to warm up and `runs` times more;
+    the medians in ms, printed as they come."""
+    os.environ["DATABASE_URL"] = url
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from loyalty.app import create_app
+    from loyalty.domain import clients
+    from loyalty.extensions import db
+    from loyalty.models import ApiClient
+
+    app = create_app({"RATELIMIT_ENABLED": False})  # endpoints timed back to back
+    key = clients.generate_key()
+    with app.app_context():
+        db.session.add(
+            ApiClient(
+                name="bench-reports",
+                key_hash=clients.hash_key(key),
+                key_prefix=key[:12],
+                scopes=["reports"],
+            )
+        )
+        db.session.commit()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {key}"}
+    print(f"endpoint timings, median of {runs} after a warm-up (in-process):")
+    medians = {}
+    for label, path_ in endpoints:
+        times = []
+        for i in range(runs + 1):
+            t0 = time.perf_counter()
+            r = client.get(path_, headers=headers)
+            elapsed = time.perf_counter() - t0
+            if r.status_code != 200:
+                raise SystemExit(f"{path_}: {r.status_code} {r.get_data(as_text=True)}")
+            if i:
+                times.append(elapsed)
+        medians[label] = 1000 * statistics.median(times)
+        print(
+            f"  {label:<22} {medians[label]:7.0f} ms "
+            f"(min {1000 * min(times):.0f}, max {1000 * max(times):.0f})  {path_}",
+            flush=True,
+        )
+        if label == "segments":
+            print("   ", {k: v for k, v in r.json.items() if k not in ("segments",)})
+    with app.app_context():
+        db.engine.dispose()
+    return medians
+
+
+def flask_run(env: dict[str, str], *args: str) -> tuple[float, str]:
+    """`flask --app wsgi <args>`: seconds taken and the last line it printed."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise SystemExit(
+            f"flask {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
+        )
+    lines = (done.stdout.strip() or "(nothing)").splitlines()
+    return time.perf_counter() - t0, lines[-1]
+
+
+def one_size(members: int, purchases: int, args: argparse.Namespace) -> dict[str, float]:
+    """A database of this size: made, imported, rolled up, timed, dropped (unless --keep).
+    Returns the endpoints' medians (ms) and the import and roll-up rates."""
+    name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": url}
+    try:
+        flask_run(env, "db", "upgrade")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "history.csv"
+            t0 = time.perf_counter()
+            generate(path, members, purchases, args.seed, args.order == "time")
+            print(
+                f"generated {purchases} purchases of {members} members in {args.order} order "
+                f"({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.1f} s"
+            )
+            imported = ["loyalty", "import-purchases", str(path)] + (
+                ["--no-earn"] if args.no_earn else []
+            )
+            seconds, summary = flask_run(env, *imported)
+            print(summary)
+            rate = purchases / seconds
+            print(
+                f"import: {seconds:.1f} s, {rate:,.0f} purchases/s "
+                "(CLI start, parse, COPY, members, ledger entries, balances)"
+            )
+            if not args.growth:
+                again, summary = flask_run(env, *imported)
+                print(f"re-import of the same file (all already there): {again:.1f} s; {summary}")
+        rolled, summary = flask_run(env, "loyalty", "metrics-rollup")
+        print(f"metrics rollups caught up (the worker's job, run once): {rolled:.1f} s; {summary}")
+        feedback, vouchers = add_feedback_and_vouchers(url, args.seed)
+        print(f"added {feedback} feedback records and {vouchers} used vouchers; VACUUM ANALYZE")
+        if not args.growth:
+            check = subprocess.run(
+                [str(BIN / "flask"), "--app", "wsgi", "loyalty", "verify-ledger"],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            print("verify-ledger:", (check.stdout + check.stderr).strip().splitlines()[-1])
+        medians = timed_endpoints(url, args.runs, ENDPOINTS)
+        return {**medians, "import/s": rate, "roll-up s": rolled}
+    finally:
+        if args.keep:
+            print(f"kept database {name}")
+        else:
+            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def growth_table(results: dict[int, dict[str, float]]) -> None:
+    """The endpoints' medians per size, and how they grew from the smallest to the largest."""
+    sizes = sorted(results)
+    head = " | ".join(f"{n / 1e6:g}M / {n / 1e7:g}M" for n in sizes)
+    print(f"\n| endpoint (median ms) | {head} | growth {sizes[0] / 1e6:g}M→{sizes[-1] / 1e6:g}M |")
+    print("|---|" + "---:|" * (len(sizes) + 1))
+    for label in results[sizes[0]]:
+        cells = []
+        for n in sizes:
+            value = results[n][label]
+            cells.append(f"{value:,.0f}" if label != "roll-up s" else f"{value:.1f}")
+        growth = results[sizes[-1]][label] / results[sizes[0]][label]
+        print(f"| {label} | {' | '.join(cells)} | {growth:.2f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--purchases", type=int, default=1_000_000)
+    parser.add_argument(
+        "--growth",
+        default=None,
+        help="comma-separated purchase counts (members a tenth), e.g. 1000000,2000000,5000000: "
+        "each size in a database of its own, then the table of how each figure grew",
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the database (name printed)")
@@ -197,115 +353,31 @@ def main() -> None:
         help="rows of the file customer by customer (default) or in time order",
     )
     args = parser.parse_args()
-
-    name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    started = time.perf_counter()
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
         settings = conn.execute(
             "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) "
             "FROM pg_settings WHERE name = ANY(%s)",
             (list(SETTINGS),),
         ).fetchone()
         print(f"PostgreSQL {conn.info.server_version // 10000}: {settings[0] if settings else ''}")
-    tps = machine_speed(name + "_pgbench")
-    if tps is not None:
-        print(f"machine: pgbench TPC-B (scale 1, 4 clients, 5 s) {tps:,.0f} tps")
-    env = {**os.environ, "DATABASE_URL": url}
-    try:
-        flask = [str(BIN / "flask"), "--app", "wsgi"]
-        subprocess.run(
-            [*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "history.csv"
-            t0 = time.perf_counter()
-            generate(path, args.members, args.purchases, args.seed, args.order == "time")
-            print(
-                f"generated {args.purchases} purchases of {args.members} members "
-                f"in {args.order} order "
-                f"({path.stat().st_size / 1e6:.0f} MB CSV) in {time.perf_counter() - t0:.1f} s"
-            )
 
-            def timed_import() -> tuple[float, str]:
-                t0 = time.perf_counter()
-                done = subprocess.run(
-                    [*flask, "loyalty", "import-purchases", str(path)]
-                    + (["--no-earn"] if args.no_earn else []),
-                    cwd=ROOT,
-                    env=env,
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                return time.perf_counter() - t0, done.stdout.strip().splitlines()[-1]
+    def yardstick() -> None:
+        tps = machine_speed(f"loyalty_bench_{uuid.uuid4().hex[:10]}_pgbench")
+        if tps is not None:
+            print(f"machine: pgbench TPC-B (scale 1, 4 clients, 5 s) {tps:,.0f} tps", flush=True)
 
-            seconds, summary = timed_import()
-            print(summary)
-            print(
-                f"import: {seconds:.1f} s, {args.purchases / seconds:,.0f} purchases/s "
-                "(CLI start, parse, COPY, members, ledger entries, balances)"
-            )
-            seconds, summary = timed_import()
-            print(f"re-import of the same file (all already there): {seconds:.1f} s; {summary}")
-        feedback, vouchers = add_feedback_and_vouchers(url, args.seed)
-        print(f"added {feedback} feedback records and {vouchers} used vouchers; VACUUM ANALYZE")
-        check = subprocess.run(
-            [*flask, "loyalty", "verify-ledger"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        print("verify-ledger:", (check.stdout + check.stderr).strip().splitlines()[-1])
-
-        os.environ["DATABASE_URL"] = url
-        sys.path.insert(0, str(ROOT))
-        from loyalty.app import create_app
-        from loyalty.domain import clients
-        from loyalty.extensions import db
-        from loyalty.models import ApiClient
-
-        app = create_app({"RATELIMIT_ENABLED": False})  # endpoints timed back to back
-        key = clients.generate_key()
-        with app.app_context():
-            db.session.add(
-                ApiClient(
-                    name="bench-reports",
-                    key_hash=clients.hash_key(key),
-                    key_prefix=key[:12],
-                    scopes=["reports"],
-                )
-            )
-            db.session.commit()
-        client = app.test_client()
-        headers = {"Authorization": f"Bearer {key}"}
-        print(f"endpoint timings, median of {args.runs} after a warm-up (in-process):")
-        for label, path_ in ENDPOINTS:
-            times = []
-            for i in range(args.runs + 1):
-                t0 = time.perf_counter()
-                r = client.get(path_, headers=headers)
-                elapsed = time.perf_counter() - t0
-                if r.status_code != 200:
-                    raise SystemExit(f"{path_}: {r.status_code} {r.get_data(as_text=True)}")
-                if i:
-                    times.append(elapsed)
-            print(
-                f"  {label:<22} {1000 * statistics.median(times):7.0f} ms "
-                f"(min {1000 * min(times):.0f}, max {1000 * max(times):.0f})  {path_}"
-            )
-            if label == "segments":
-                print("   ", {k: v for k, v in r.json.items() if k not in ("segments",)})
-        with app.app_context():
-            db.engine.dispose()
-    finally:
-        if args.keep:
-            print(f"kept database {name}")
-        else:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yardstick()
+    if not args.growth:
+        one_size(args.members, args.purchases, args)
+        return
+    results = {}
+    for purchases in (int(n) for n in args.growth.split(",")):
+        print(f"\n== {purchases:,} purchases, {purchases // 10:,} members ==", flush=True)
+        results[purchases] = one_size(purchases // 10, purchases, args)
+        yardstick()
+    growth_table(results)
+    print(f"\nthe whole run: {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,12 @@ import os
 from typing import Any
 
 from flask import Flask
-from flask.sessions import SessionInterface
 from sqlalchemy import event, make_url
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, UnicodeConverter
 
-from loyalty import headers, health, jobs, observability
+from loyalty import headers, health, jobs, observability, web
 from loyalty.api import (
     audit,
     cards,
@@ -58,7 +57,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
     app.url_map.converters["card"] = CardNumberConverter
-    app.session_interface = NoCookieSessions()  # an API with keys: no cookie sessions
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
@@ -85,11 +83,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     ):
         api.register_blueprint(module.blp, url_prefix="/api/v1")
     app.register_blueprint(health.bp)
+    web.init_app(app)  # the pages: cookie sessions (none under /api/), CSRF, Babel
     _protect(app)
 
     app.teardown_request(end_transaction)
     app.register_error_handler(DomainError, domain_error_response)
-    app.register_error_handler(HTTPException, http_error_response)
+    app.register_error_handler(HTTPException, web.pages_or(http_error_response))
     app.register_error_handler(Exception, internal_error_response)
 
     with app.app_context():
@@ -104,10 +103,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def _protect(app: Flask) -> None:
     """Rate limits (loyalty/ratelimits.py), security headers and CORS (loyalty/headers.py).
-    Behind LOYALTY_PROXY_HOPS proxies, a client's address is the one they forwarded."""
+    Behind LOYALTY_PROXY_HOPS proxies, a client's address and scheme are the ones they
+    forwarded (the pages' cookies are Secure when the client came over HTTPS)."""
     hops = app.config["LOYALTY_PROXY_HOPS"]
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops
+        )
     headers.init_app(app, cors)  # first: its after_request runs after the limiter's
     limiter.init_app(app)
 
@@ -163,16 +165,6 @@ def _null_means_null(_converter: Any, _field: Any, ret: dict[str, Any], **_kw: A
     if _ANY_OBJECT_OR_NULL not in any_of:
         return {}
     return {"anyOf": [{**s, "enum": [None]} if s == _ANY_OBJECT_OR_NULL else s for s in any_of]}
-
-
-class NoCookieSessions(SessionInterface):
-    """Flask's cookie session is never used by this API; skip reading and writing it."""
-
-    def open_session(self, app: Flask, request: Any) -> Any:
-        return self.make_null_session(app)
-
-    def save_session(self, app: Flask, session: Any, response: Any) -> None:
-        return None
 
 
 class IdConverter(IntegerConverter):

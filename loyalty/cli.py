@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import secrets
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +22,7 @@ from loyalty.api import limits, settings
 from loyalty.domain import (
     campaigns,
     clients,
+    demo_history,
     earning_rules,
     idempotency,
     imports,
@@ -28,6 +31,8 @@ from loyalty.domain import (
     program,
     purchases,
     rewards,
+    rollups,
+    staff,
     tiers,
     vouchers,
 )
@@ -38,7 +43,7 @@ from loyalty.integrations.stripe import StripeConfig
 from loyalty.jobs import jobs_of
 from loyalty.jobs import tasks as job_tasks
 from loyalty.jobs.queue import RUN_CAMPAIGN
-from loyalty.models import SCOPES, ApiClient, Member
+from loyalty.models import SCOPES, STAFF_ROLES, ApiClient, Member
 from loyalty.models.types import utcnow
 from loyalty.observability import logging_config
 
@@ -181,6 +186,66 @@ def revoke_api_key(name: str) -> None:
     click.echo(f"Revoked {name!r}." if revoked else f"{name!r} was revoked already.")
 
 
+@loyalty_cli.command("create-staff")
+@click.argument("email")
+@click.option("--role", required=True, type=click.Choice(STAFF_ROLES), help="What they may do.")
+@click.option("--name", default=None, help="Their name in the audit log (default: from EMAIL).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (else: a prompt).",
+)
+def create_staff(email: str, role: str, name: str | None, password_stdin: bool) -> None:
+    """Create a staff account for the back office (/staff): reports (the dashboard), staff (also
+    members: look up, adjust, vouchers, cards, personal data) or admin (also the programme and
+    the rewards). The password is asked for twice (or read from standard input), stored hashed."""
+    password = _new_password(password_stdin)
+    try:
+        account = staff.create_staff(db.session(), email, password, role, name=name)
+        db.session.commit()
+    except DomainError as exc:
+        raise _refused(exc) from None
+    except IntegrityError:  # a concurrent create-staff of the same e-mail won
+        raise _refused(Conflict("A staff account with this e-mail exists.")) from None
+    click.echo(f"Created staff account {account.email} ({account.role}), named {account.name!r}.")
+
+
+def _new_password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@loyalty_cli.command("set-staff-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read it from standard input's first line.")
+def set_staff_password(email: str, password_stdin: bool) -> None:
+    """Give the staff account EMAIL a new password (asked for twice, or read from standard
+    input); its sessions end at once."""
+    try:
+        account = staff.get_staff(db.session(), email)
+        staff.set_password(db.session(), account, _new_password(password_stdin))
+        db.session.commit()
+    except DomainError as exc:
+        raise _refused(exc) from None
+    click.echo(f"New password set for {account.email}; its sessions have ended.")
+
+
+@loyalty_cli.command("disable-staff")
+@click.argument("email")
+@click.option("--enable", is_flag=True, help="Let the account sign in again.")
+def disable_staff(email: str, enable: bool) -> None:
+    """Stop the staff account EMAIL from signing in (its sessions end at their next request),
+    or with --enable let it in again. Its name stays in the audit trail."""
+    try:
+        account = staff.get_staff(db.session(), email)
+        staff.set_enabled(db.session(), account, enable)
+        db.session.commit()
+    except DomainError as exc:
+        raise _refused(exc) from None
+    click.echo(f"{account.email} is {'enabled' if enable else 'disabled'}.")
+
+
 # E-mails and phone chosen not to collide with what a newcomer types first (ann@example.com);
 # +61 491 570 156 is in the Australian range reserved for fiction.
 DEMO_MEMBERS: list[dict[str, Any]] = [
@@ -251,14 +316,21 @@ DEMO_EARNING_RULES: list[dict[str, Any]] = [
     show_default=True,
     help="Where the server answers (make run passes its own), for the address printed.",
 )
-def seed_demo(base_url: str) -> None:
-    """Load the demo programme (members with points, rewards) and two demo API keys, printed
-    here, into a database that holds nothing yet. A database in use is left as it is: nothing
-    is added, and no key is issued, changed or restored."""
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Also two years of made-up customers, purchases, returns, feedback and vouchers, so "
+    "that the staff dashboard has something to show (make run loads it).",
+)
+def seed_demo(base_url: str, history: bool) -> None:
+    """Load the demo programme (members with points, rewards), two demo API keys and a staff
+    account for the back office, printed here, into a database that holds nothing yet. A
+    database in use is left as it is: nothing is added, and no key or account is issued,
+    changed or restored."""
     docs = f"{base_url.rstrip('/')}/api/v1/docs"
     token = write_transaction.set(True)  # SQLite: the check and the writes under one lock
     try:
-        keys = _load_demo()
+        keys = _load_demo(history)
     finally:
         write_transaction.reset(token)
     if keys is None:
@@ -275,23 +347,39 @@ def seed_demo(base_url: str) -> None:
     )
     for m in db.session.scalars(select(Member).where(Member.external_ref.like("demo-%"))):
         click.echo(f"  member {m.id}: {m.name or '(erased)'}, card {m.card_number}")
+    if history:
+        click.echo(f"History: {keys[HISTORY]}.")
+    click.echo(f"Staff back office: {base_url.rstrip('/')}/staff/")
+    click.echo(f"  sign in as {DEMO_STAFF_EMAIL} (admin), password: {keys[DEMO_STAFF_EMAIL]}")
     click.echo(f"demo-pos key (till):  {keys['demo-pos']}")
     click.echo(f"Open {docs} and authorise with the admin key:")
     click.echo(f"demo-admin key: {keys['demo-admin']}")
 
 
+#: Tables whose rows say nothing of whether the database is in use: the programme's one row
+#: and the metrics rollups' watermark (made by migration 0019).
+_NOT_USE = frozenset({"program", "rollup_state"})
+
+
 def _database_in_use(session: Session) -> bool:
-    """Whether any table but the programme's holds a row (a key, revoked or not, included)."""
+    """Whether any table but the programme's (and the rollups' watermark) holds a row (a key,
+    revoked or not, included)."""
     return any(
         session.execute(select(literal(1)).select_from(table).limit(1)).first() is not None
         for table in db.metadata.sorted_tables
-        if table.name != "program"
+        if table.name not in _NOT_USE
     )
 
 
-def _load_demo() -> dict[str, str] | None:
-    """The demo data and keys, committed; their keys by client name. None, with nothing
-    written, when the database is in use (or another seed-demo loaded it meanwhile)."""
+#: The demo's staff account (an admin); its password is made at random and printed.
+DEMO_STAFF_EMAIL = "staff@example.com"
+HISTORY = "history"  # _load_demo's key of what the history made
+
+
+def _load_demo(history: bool = False) -> dict[str, str] | None:
+    """The demo data, keys and staff account, committed; the keys by client name, the staff
+    password by its e-mail (and with `history`, what it made). None, with nothing written,
+    when the database is in use (or another seed-demo loaded it meanwhile)."""
     session = db.session()
     try:
         if _database_in_use(session):
@@ -311,10 +399,26 @@ def _load_demo() -> dict[str, str] | None:
             )
         for reward in DEMO_REWARDS:
             rewards.create_reward(session, dict(reward), actor=Actor.cli())
-        keys = {
-            name: clients.create_client(session, name, [scope]).key
+        issued = {
+            name: clients.create_client(session, name, [scope])
             for name, scope in (("demo-admin", "admin"), ("demo-pos", "pos"))
         }
+        keys = {name: i.key for name, i in issued.items()}
+        keys[DEMO_STAFF_EMAIL] = secrets.token_urlsafe(12)
+        staff.create_staff(session, DEMO_STAFF_EMAIL, keys[DEMO_STAFF_EMAIL], "admin", name="Sam")
+        if history:
+            till = issued["demo-pos"].client
+            made = demo_history.load(
+                session,
+                now=utcnow(),
+                actor=Actor(client_id=till.id, name=till.name),
+                settings=settings(),
+                limits=limits(),
+            )
+            keys[HISTORY] = (
+                f"{made.customers} customers, {made.purchases} purchases, {made.returns} "
+                f"returns, {made.feedback} answers, {made.vouchers} vouchers over two years"
+            )
         session.commit()
     except (IntegrityError, Conflict):  # a concurrent seed-demo loaded it first
         session.rollback()
@@ -379,6 +483,29 @@ def expire_points(as_of: datetime | None) -> None:
         f"Expired {done['points']} points of {done['lots']} lots of {done['members']} members; "
         f"released {done['pending_released']} pending points."
     )
+
+
+@loyalty_cli.command("metrics-rollup")
+@click.option("--rebuild", is_flag=True, help="Make the rollups again from every purchase.")
+@click.option("--check", "check_", is_flag=True, help="Compare the rollups with the purchases.")
+def metrics_rollup(rebuild: bool, check_: bool) -> None:
+    """Bring the metrics rollups up to date (the worker does this every minute); --rebuild makes
+    them again from scratch (purchases go on meanwhile), --check compares them with
+    the purchases they cover and exits 1 on a difference."""
+    jobs = jobs_of(current_app)
+    if rebuild:
+        click.echo(
+            f"Rebuilt the metrics rollups from {jobs.run_here('metrics_rebuild')} purchases."
+        )
+    else:
+        click.echo(f"Rolled up {jobs.run_here('metrics_rollup', None, True)} purchases.")
+    if check_:
+        differing = rollups.check(db.session())
+        db.session.rollback()
+        click.echo(", ".join(f"{table}: {n} rows differ" for table, n in differing.items()))
+        if any(differing.values()):
+            raise click.exceptions.Exit(1)
+        click.echo("The rollups equal the purchases.")
 
 
 @loyalty_cli.command("win-back")
@@ -529,6 +656,10 @@ def import_purchases(file: Any, **options: Any) -> None:
     finally:
         write_transaction.reset(token)
     _report_import(result, check_only, options["decimal_comma"])
+    if not check_only and result.imported and program.get_program(db.session()).tiers:
+        # the history may lift members into a tier: the nightly recompute, now, by the worker
+        jobs_of(current_app).enqueue("recompute_tiers", None, False, "import")
+        click.echo("Tiers: the worker recomputes every member's tier with this history.")
 
 
 class _CountedLines:

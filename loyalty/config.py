@@ -21,6 +21,11 @@ def _database_url(instance_path: str) -> str:
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:
         return f"sqlite:///{Path(instance_path) / 'loyalty.sqlite3'}"
+    return _psycopg(url)
+
+
+def _psycopg(url: str) -> str:
+    """`postgres://` and `postgresql://` URLs pointed at the psycopg 3 driver."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
@@ -98,6 +103,22 @@ def _swagger_ui_dir() -> str:
     return os.environ.get("LOYALTY_SWAGGER_UI_DIR") or str(default)
 
 
+def _node_modules_dir() -> str:
+    """Where the pages' npm files are (htmx): `make node` puts them in node_modules/; or
+    LOYALTY_NODE_MODULES_DIR."""
+    default = Path(__file__).resolve().parent.parent / "node_modules"
+    return os.environ.get("LOYALTY_NODE_MODULES_DIR") or str(default)
+
+
+def _public_url() -> str:
+    """LOYALTY_PUBLIC_URL: where customers reach this server (the receipts' feedback links and
+    their QR codes), without a trailing slash."""
+    url = (os.environ.get("LOYALTY_PUBLIC_URL") or "http://127.0.0.1:5000").strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"LOYALTY_PUBLIC_URL must start with http:// or https://: {url!r}")
+    return url
+
+
 #: Rate limits (the `limits` library's strings: "600/minute", "10/second;500/hour"), counted in each
 #: process's memory, or in LOYALTY_REDIS_URL's Redis (keys under LOYALTY_RATE_LIMIT_PREFIX) so
 #: that every app server shares them. An unreadable one stops the start.
@@ -107,6 +128,7 @@ RATE_LIMIT_DEFAULTS = {
     "LOYALTY_RATE_LIMIT_LOOKUPS": "60/minute",  # card, member, voucher lookups per key
     "LOYALTY_RATE_LIMIT_FEEDBACK": "10/minute",  # the public feedback link, per address
     "LOYALTY_RATE_LIMIT_WEBHOOK_FAILURES": "20/minute",  # bad Stripe signatures, per address
+    "LOYALTY_RATE_LIMIT_STAFF_SIGN_IN": "10/minute;50/hour",  # staff sign-in tries, per address
 }
 
 
@@ -124,6 +146,14 @@ class Config:
             # this on whatever engine options are given
             "hide_parameters": True,
         }
+        # The metrics (and the staff dashboard) read from this database when set: a PostgreSQL
+        # streaming replica of the primary. Unreachable: 503 replica_unavailable, or the primary
+        # with LOYALTY_READ_FALLBACK=1.
+        read_url = os.environ.get("LOYALTY_READ_DATABASE_URL", "").strip()
+        self.LOYALTY_READ_DATABASE_URL = _psycopg(read_url) if read_url else None
+        self.LOYALTY_READ_FALLBACK = os.environ.get("LOYALTY_READ_FALLBACK", "0") == "1"
+        # a statement on the replica longer than this is cancelled (503 or the fallback)
+        self.LOYALTY_READ_STATEMENT_TIMEOUT_MS = _int("LOYALTY_READ_STATEMENT_TIMEOUT_MS", 20000)
         self.MAX_CONTENT_LENGTH = _int("LOYALTY_MAX_BODY_BYTES", 1024 * 1024)
         self.JSON_SORT_KEYS = False
 
@@ -157,6 +187,18 @@ class Config:
         self.OPENAPI_JSON_PATH = "openapi.json"
         self.OPENAPI_SWAGGER_UI_PATH = "docs"
         self.LOYALTY_SWAGGER_UI_DIR = _swagger_ui_dir()
+        self.LOYALTY_NODE_MODULES_DIR = _node_modules_dir()
+
+        # The pages (loyalty/web): their public address; cookies Secure when it is https (and
+        # on any request that came over HTTPS)
+        self.LOYALTY_PUBLIC_URL = _public_url()
+        self.SESSION_COOKIE_SECURE = self.LOYALTY_PUBLIC_URL.startswith("https://")
+        # the staff back office (/staff): a sign-in lasts this long
+        self.LOYALTY_STAFF_SESSION_HOURS = _float("LOYALTY_STAFF_SESSION_HOURS", 8.0)
+        # the dashboard's span: this many whole months before the current one
+        self.LOYALTY_STAFF_DASHBOARD_MONTHS = _int("LOYALTY_STAFF_DASHBOARD_MONTHS", 12)
+        if not 1 <= self.LOYALTY_STAFF_DASHBOARD_MONTHS <= 120:
+            raise ValueError("LOYALTY_STAFF_DASHBOARD_MONTHS must be from 1 to 120.")
 
         # Rate limits (loyalty/ratelimits.py), each from its variable, else RATE_LIMIT_DEFAULTS
         for name, default in RATE_LIMIT_DEFAULTS.items():

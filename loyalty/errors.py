@@ -226,6 +226,15 @@ class RateLimited(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests: slow down"
 
 
+# 503 ------------------------------------------------------------------------------------------
+class ReplicaUnavailable(DomainError):
+    """The metrics read from a replica (LOYALTY_READ_DATABASE_URL) that cannot be reached or
+    gave up on the query, and falling back to the primary is not configured
+    (LOYALTY_READ_FALLBACK)."""
+
+    status, code, title = 503, "replica_unavailable", "The metrics replica cannot be reached"
+
+
 # constraints -----------------------------------------------------------------------------------
 #: Unique constraints a concurrent request can lose on, by name → (error, field at fault).
 CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str]] = {

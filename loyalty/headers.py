@@ -2,11 +2,12 @@
 
 The header values are built once, at import, with the `secure` package (typed builders for
 each header, maintained); each response then only gets the prepared values it lacks (a view
-may set its own: the docs page its CSP with the hash of its inline script, the Swagger UI
-files their Cache-Control). API answers (JSON, problem+json) get a CSP that allows nothing and
-`Cache-Control: no-store`; HTML pages a CSP that allows this app's own scripts, styles,
-images and API calls. Neither may be framed (`frame-ancestors 'none'`, `X-Frame-Options:
-DENY`), and nothing is sniffed (`X-Content-Type-Options: nosniff`).
+may set its own: the docs page its CSP with the hash of its inline script and Swagger UI's
+inline styles, the Swagger UI files their Cache-Control). API answers (JSON, problem+json) get
+a CSP that allows nothing and `Cache-Control: no-store`; HTML pages a CSP that allows this
+app's own scripts, stylesheets (no inline style), images and API calls. Neither may be
+framed (`frame-ancestors 'none'`, `X-Frame-Options: DENY`), and nothing is sniffed
+(`X-Content-Type-Options: nosniff`).
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from secure import (
 )
 
 
-def _page_policy(*script_hashes: str) -> ContentSecurityPolicy:
-    """The pages' CSP: everything from this app only; inline scripts only by their hash."""
+def _page_policy(*script_hashes: str, inline_styles: bool = False) -> ContentSecurityPolicy:
+    """The pages' CSP: everything from this app only; inline scripts only by their hash;
+    inline styles only where asked (Swagger UI sets style attributes; our pages do not)."""
+    styles = ("'self'", "'unsafe-inline'") if inline_styles else ("'self'",)
     return (
         ContentSecurityPolicy()
         .default_src("'none'")
         .script_src("'self'", *(f"'{h}'" for h in script_hashes))
-        .style_src("'self'", "'unsafe-inline'")  # Swagger UI sets style attributes
+        .style_src(*styles)
         .img_src("'self'", "data:")
         .font_src("'self'", "data:")
         .connect_src("'self'")
@@ -70,8 +73,9 @@ def script_hash(script: str) -> str:
 
 @lru_cache(maxsize=16)
 def page_csp(*script_hashes: str) -> str:
-    """The pages' Content-Security-Policy value, allowing these inline scripts too."""
-    return _page_policy(*script_hashes).header_value
+    """The API docs page's Content-Security-Policy value: the pages' policy, allowing these
+    inline scripts too, and inline styles (Swagger UI's)."""
+    return _page_policy(*script_hashes, inline_styles=True).header_value
 
 
 def add_security_headers(response: Response) -> Response:

@@ -2,12 +2,14 @@
 
 Every request to a route is counted per client (its API key; a request without one, per
 address) and per address; card, member and voucher lookups also against a stricter limit per
-client (enumeration), the public feedback link against one per address, and the Stripe
-webhook's failed signature checks against one per address (only failures are counted, so
-Stripe's own deliveries never use it up). The limits are configuration (`LOYALTY_RATE_LIMIT_*`),
-parsed once when the app is made; above one: 429 `rate_limited` with `Retry-After` and the
-`X-RateLimit-Limit`, `-Remaining` and `-Reset` headers. A counted answer carries the limit and
-what remains of it (from the count just made: no further storage call).
+client (enumeration), the public feedback link (and the answers posted to its page) against
+one per address, the Stripe webhook's failed signature checks against one per address (only
+failures are counted, so Stripe's own deliveries never use it up), and the staff back
+office's sign-in tries (its form's POSTs) against one per address. The limits are
+configuration (`LOYALTY_RATE_LIMIT_*`), parsed once when the app is made; above one: 429
+`rate_limited` with `Retry-After` and the `X-RateLimit-Limit`, `-Remaining` and `-Reset`
+headers. A counted answer carries the limit and what remains of it (from the count just
+made: no further storage call).
 
 Counts live in the process's memory (one app server: no round trip), or in the Redis of
 `LOYALTY_REDIS_URL` so that every app server shares them. If that Redis fails, each process
@@ -48,12 +50,19 @@ LOOKUPS: dict[str, frozenset[str]] = {
     "members.MemberSearch": frozenset({"POST"}),  # the search in a body
     "vouchers.VoucherByCode": _READ,
 }
-#: The receipt's feedback link (no key); pages under /f/ count against the same limit.
+#: The receipt's feedback link (no key); the answers posted to pages under /f/ count against
+#: the same limit (reading a page does not: one answer is GET, POST, GET of the thank-you).
 FEEDBACK_ENDPOINTS = frozenset({"feedback.FeedbackByToken"})
 FEEDBACK_PAGES = "/f/"
 WEBHOOK_ENDPOINTS = frozenset({"stripe.StripeWebhook"})
-#: Never limited: probes, the metrics scrape, and the CORS preflight (it carries no key).
-UNLIMITED_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "prometheus.metrics", "static"})
+#: The staff back office's sign-in form (its POSTs: tries of a password), per address.
+SIGN_IN_ENDPOINTS = frozenset({"staff.sign_in"})
+#: Never limited: probes, the metrics scrape, the pages' stylesheet and scripts, and the CORS
+#: preflight (it carries no key).
+UNLIMITED_ENDPOINTS = frozenset(
+    {"health.healthz", "health.readyz", "prometheus.metrics", "static"}
+    | {"site.static", "site.vendor"}
+)
 
 SETTINGS = tuple(RATE_LIMIT_DEFAULTS)  # the LOYALTY_RATE_LIMIT_* names
 
@@ -102,6 +111,12 @@ _LIMITS = (
         False,
         "Too many webhook calls with a bad signature from this address.",
     ),
+    (
+        "LOYALTY_RATE_LIMIT_STAFF_SIGN_IN",
+        "staff-sign-in",
+        False,
+        "Too many sign-in attempts from this address.",
+    ),
     ("LOYALTY_RATE_LIMIT_PER_KEY", "client", True, "Too many requests with this API key."),
     ("LOYALTY_RATE_LIMIT_PER_IP", "address", False, "Too many requests from this address."),
 )
@@ -127,10 +142,12 @@ def _scopes(endpoint: str, method: str, feedback_page: bool) -> list[str]:
     scopes = []
     if method in LOOKUPS.get(endpoint, ()):
         scopes.append("lookups")
-    if endpoint in FEEDBACK_ENDPOINTS or feedback_page:
+    if endpoint in FEEDBACK_ENDPOINTS or (feedback_page and method == "POST"):
         scopes.append("feedback")
     if endpoint in WEBHOOK_ENDPOINTS:
         scopes.append("webhook-failures")
+    if endpoint in SIGN_IN_ENDPOINTS and method == "POST":
+        scopes.append("staff-sign-in")
     return [*scopes, "client", "address"]
 
 

@@ -430,6 +430,7 @@ pm.test("no vouchers yet", () => pm.expect(p.vouchers_issued).to.eql([]));
 pm.collectionVariables.set("purchase_id", p.id);
 pm.collectionVariables.set("feedback_token", p.feedback_token);
 pm.test("a feedback token to print", () => pm.expect(p.feedback_token).to.be.a("string"));
+pm.test("a feedback page to print as a QR code", () => pm.expect(p.feedback_url.startsWith("http") && p.feedback_url.endsWith("/f/" + p.feedback_token)).to.be.true);
 pm.collectionVariables.set("purchase_body", JSON.stringify(p));""",
     ),
     request(
@@ -1148,6 +1149,24 @@ pm.test("reactivated = active - new - retained", () =>
         "/api/v1/metrics/retention?start=2026-02-01&end=2026-01-01",
         key="reports_key",
         tests=status(422) + code("validation_error"),
+    ),
+    request(
+        "the feedback link as a QR code (SVG) for the receipt",
+        "GET",
+        "/api/v1/purchases/{{purchase_id}}/feedback-qr",
+        tests=status(200)
+        + """
+pm.test("an SVG image", () => pm.expect(pm.response.headers.get("Content-Type")).to.include("image/svg+xml"));
+pm.test("a QR code of the feedback page", () => {
+  pm.expect(pm.response.text()).to.match(/^<svg[^>]*>/);
+  pm.expect(pm.response.text()).to.include("/f/" + pm.collectionVariables.get("feedback_token"));
+});""",
+    ),
+    request(
+        "no QR code for a purchase nobody made → 404",
+        "GET",
+        "/api/v1/purchases/999999999/feedback-qr",
+        tests=status(404) + code("not_found") + PROBLEM,
     ),
     request(
         "feedback from the receipt link (no key)",

@@ -28,8 +28,13 @@ case $host in
   *) url="http://$bind" ;;
 esac
 
+export LOYALTY_PUBLIC_URL=${LOYALTY_PUBLIC_URL:-$url}  # the receipts' feedback links
 $FLASK db upgrade || exit
-$FLASK loyalty seed-demo --url "$url" || exit
+$FLASK loyalty seed-demo --history --url "$url" || exit
+
+# gunicorn's workers and the job worker write their Prometheus counters to one folder, and every
+# app server's /metrics adds them up (the job worker's job failures included)
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/instance/prometheus}
 
 $BIN/flask --app wsgi loyalty worker &
 worker=$!

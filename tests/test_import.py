@@ -781,3 +781,25 @@ def test_a_missing_file_is_a_usage_error(runner, tmp_path) -> None:
     out = run(runner, str(tmp_path / "nope.csv"))
     assert out.exit_code == 2 and type(out.exception) is SystemExit
     assert "No such file or directory" in out.output
+
+
+def test_an_imported_history_lifts_members_into_their_tier(
+    app, runner, client, admin, tmp_path
+) -> None:
+    program = client.get("/api/v1/program", headers=admin).json
+    silver = {"name": "Silver", "qualifying_spend": 10000, "multiplier": 1.5, "benefits": []}
+    put = client.put("/api/v1/program", json={**program, "tiers": [silver]}, headers=admin)
+    assert put.status_code == 200, put.json
+    today = utcnow().date().isoformat()
+    history = (
+        f"customer_ref,external_id,occurred_at,amount\nbig,t-1,{today},60\nbig,t-2,{today},40\n"
+    )
+    history += f"small,t-3,{today},99.99\n"
+    out = run(runner, write(tmp_path, history))
+    assert out.exit_code == 0, out.output
+    assert "Tiers: the worker recomputes every member's tier" in out.output
+    with app.app_context():
+        tiers = dict(db.session.execute(select(Member.external_ref, Member.tier)).all())
+        gross = dict(db.session.execute(select(Member.external_ref, Member.gross_spend)).all())
+    assert tiers == {"big": "Silver", "small": None}
+    assert gross == {"big": 10000, "small": 9999}

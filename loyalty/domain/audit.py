@@ -13,7 +13,9 @@ An entry's `detail` is a JSON object:
   a field that did not exist before, or is gone after, has null on that side);
 - `reason`: the staff's reason, where the action takes one;
 - anything else the action wants kept (a card number, a ledger entry id, the member ids a
-  search returned).
+  search returned);
+- `staff_account_id`, `staff_email`: for an action of a staff member signed in to the back
+  office, which account did it (the `actor` column holds their name, which is not unique).
 
 Personal data: a member's personal fields (name, e-mail, phone, external_ref) are recorded as
 they were and became, so that staff can see a contact address was changed from what to what.
@@ -72,6 +74,9 @@ def record(
         full["changes"] = {field: [pair[0], pair[1]] for field, pair in changes.items()}
     if reason is not None:
         full["reason"] = reason
+    if actor.staff_account_id is not None:
+        full["staff_account_id"] = actor.staff_account_id
+        full["staff_email"] = actor.staff_email
     entry = AuditEntry(
         api_client_id=actor.client_id,
         actor=actor.name,

@@ -20,6 +20,10 @@ class Actor:
     admin: bool = False
     #: a key bound to one store: its purchases and returns are that store's (clients.check_store)
     store_id: str | None = None
+    #: a staff member signed in to the back office: their account's id and e-mail, which the
+    #: audit log keeps beside the name (names are not unique)
+    staff_account_id: int | None = None
+    staff_email: str | None = None
 
     @classmethod
     def cli(cls) -> Actor:

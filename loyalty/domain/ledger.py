@@ -286,9 +286,11 @@ def lot_terms(session: Session) -> LotTerms:
 def _add_points(delta: str) -> str:
     """SQL SET clause adding `delta` (an SQL expression) to a member's points, with post()'s
     floor rule: an addition that still leaves `available` below zero keeps that as the floor (a
-    return's debt not yet paid), otherwise the floor goes back to 0."""
+    return's debt not yet paid), otherwise the floor goes back to 0. Adding 0 changes nothing
+    (a bulk UPDATE that also counts the spend of members who earned nothing)."""
     return f"""points = points + {delta},
-           available_floor = CASE WHEN points + {delta} - held < 0
+           available_floor = CASE WHEN {delta} = 0 THEN available_floor
+                                  WHEN points + {delta} - held < 0
                                   THEN points + {delta} - held ELSE 0 END"""
 
 
@@ -300,11 +302,21 @@ _CREDIT = Fast(
                pending = pending + CASE WHEN points >= 0 THEN :pending
                                         WHEN points + :pending > 0 THEN points + :pending
                                         ELSE 0 END,
+               gross_spend = gross_spend + :spend,
                updated_at = :now
          WHERE id = :member_id
-        RETURNING points, held, pending
+        RETURNING points, held, pending, gross_spend
         """
     ).bindparams(bindparam("now", type_=UTCDateTime()))
+)
+# A purchase that earns nothing still counts its amount (members.gross_spend).
+_ADD_SPEND = Fast(
+    text(
+        """
+        UPDATE members SET gross_spend = gross_spend + :spend WHERE id = :member_id
+        RETURNING points, held, pending, gross_spend
+        """
+    )
 )
 _EARN_COLUMNS = (
     "member_id",
@@ -376,11 +388,12 @@ class _Award(NamedTuple):
 
 
 class Credited(NamedTuple):
-    """A member's balance after a credit."""
+    """A member's balance after a credit, and their gross spend (members.gross_spend)."""
 
     points: int
     held: int
     pending: int
+    gross_spend: int = 0
 
     @property
     def balance(self) -> dict[str, int]:
@@ -437,10 +450,12 @@ def credit_all(
     purchase_id: int | None = None,
     now: datetime,
     terms: LotTerms | None = None,
+    spend: int = 0,
 ) -> Credited:
     """Add the awards' points (each > 0), one entry and lot per award in their order, without
     loading the member: the balance after them. `terms` (the programme's by default, one query
-    more) set the lots' expiry and pending time, counted from `now`.
+    more) set the lots' expiry and pending time, counted from `now`. `spend`: the purchase's
+    amount, added to the member's gross spend in the same UPDATE.
 
     For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
     three statements whatever the number of awards. The UPDATE adds their total, locks the row
@@ -459,13 +474,14 @@ def credit_all(
         {
             "delta": total,
             "pending": total if pending_until else 0,
+            "spend": spend,
             "now": now,
             "member_id": member_id,
         },
     )
     if row is None:
         raise NotFound(f"No member {member_id}.", field="member_id")
-    after = Credited(int(row[0]), int(row[1]), int(row[2]))
+    after = Credited(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
     shared = {"member_id": member_id, "purchase_id": purchase_id, "created_at": now}
     balances = list(accumulate((a.points for a in awards), initial=after.points - total))[1:]
     entries, lots = _inserts(len(awards))
@@ -481,6 +497,17 @@ def credit_all(
         }
     lots.run(conn, params)
     return after
+
+
+def add_spend(session: Session, member_id: int, spend: int) -> Credited:
+    """A purchase that earns no points: its amount added to the member's gross spend, under
+    the member's row lock as credit_all() takes it; the balance after (unchanged).
+    Raises NotFound."""
+    _expire_cached(session, member_id)
+    row = _ADD_SPEND.first(session.connection(), {"spend": spend, "member_id": member_id})
+    if row is None:
+        raise NotFound(f"No member {member_id}.", field="member_id")
+    return Credited(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 def _insert_entries(
@@ -517,8 +544,9 @@ def credit_earnings_from(
     session: Session, source: str, *, client_id: int, actor_name: str, now: datetime
 ) -> tuple[int, int]:
     """One `earn` entry (and lot) per row of the table `source` (purchase_id, member_id, points)
-    that earns, and the members' balances: (entries posted, members updated). The members must
-    be locked. `source` is a table name of the caller's, never user input."""
+    that earns, and the members' balances and gross spend (every row's purchase counts): (entries
+    posted, members updated: every member of `source`). The members must be locked. `source`
+    is a table name of the caller's, never user input."""
     conn = session.connection()
     params = {"client": client_id, "actor": actor_name, "now": now}
     terms = lot_terms(session)
@@ -541,9 +569,12 @@ def credit_earnings_from(
     updated = conn.execute(
         text(
             f"""
-            UPDATE members SET {_add_points("t.earned")}, updated_at = :now
-              FROM (SELECT member_id, SUM(points) AS earned FROM {source} WHERE points > 0
-                     GROUP BY member_id) t
+            UPDATE members SET {_add_points("t.earned")}, gross_spend = gross_spend + t.spend,
+                   updated_at = :now
+              FROM (SELECT n.member_id, SUM(CASE WHEN n.points > 0 THEN n.points ELSE 0 END)
+                           AS earned, SUM(p.amount) AS spend
+                      FROM {source} n JOIN purchases p ON p.id = n.purchase_id
+                     GROUP BY n.member_id) t
              WHERE members.id = t.member_id
             """
         ).bindparams(bindparam("now", type_=UTCDateTime())),
@@ -595,13 +626,16 @@ def copy_earnings(
     earnings: list[tuple[int, int, int]],
     balances: dict[int, int],
     *,
+    spend: dict[int, int],
     client_id: int,
     actor_name: str,
     now: datetime,
 ) -> tuple[int, int]:
     """PostgreSQL, through a psycopg cursor of the session's connection: one `earn` entry per
-    (member_id, purchase_id, points) by binary COPY, and the members' balances. `balances` holds
-    each member's points as read under the lock. Returns (points earned, members updated)."""
+    (member_id, purchase_id, points) by binary COPY, and the members' balances and gross spend
+    (`spend`: member → the amounts of their purchases in the batch, every member of it).
+    `balances` holds each member's points as read under the lock. Returns (points earned,
+    members updated: every member of `spend`)."""
     running = dict(balances)
     earned: dict[int, int] = {}
     with cursor.copy(f"COPY ledger_entries ({_ENTRY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -622,18 +656,24 @@ def copy_earnings(
                     now,
                 )
             )
-    if not earned:
-        return 0, 0
+    ids = sorted(spend)
     cursor.execute(
         f"""
-        UPDATE members SET {_add_points("t.earned")}, updated_at = %s
-          FROM unnest(%s::bigint[], %s::bigint[]) AS t(id, earned)
+        UPDATE members SET {_add_points("t.earned")}, gross_spend = gross_spend + t.spend,
+               updated_at = %s
+          FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS t(id, earned, spend)
          WHERE members.id = t.id
         """,
-        (now, bigint_array(earned), bigint_array(earned.values())),
+        (
+            now,
+            bigint_array(ids),
+            bigint_array(earned.get(i, 0) for i in ids),
+            bigint_array(spend[i] for i in ids),
+        ),
     )
     updated = cursor.rowcount
-    _copy_lots(cursor, [purchase_id for _, purchase_id, _ in earnings], now)
+    if earned:
+        _copy_lots(cursor, [purchase_id for _, purchase_id, _ in earnings], now)
     return sum(earned.values()), updated
 
 
@@ -677,6 +717,11 @@ class Verification:
 
 #: verify()'s checks: each query lists what breaks the rule it is named after
 _CHECKS = {
+    "gross spend != sum of purchases": """
+        SELECT m.id, m.gross_spend, COALESCE(s.total, 0) FROM members m
+        LEFT JOIN (SELECT member_id, SUM(amount) AS total FROM purchases
+                   GROUP BY member_id) s ON s.member_id = m.id
+        WHERE m.gross_spend <> COALESCE(s.total, 0)""",
     "cached balance != sum of entries": """
         SELECT m.id, m.points, COALESCE(s.total, 0) FROM members m
         LEFT JOIN (SELECT member_id, SUM(points) AS total FROM ledger_entries
@@ -738,7 +783,9 @@ def verify(session: Session, limit: int = 50) -> Verification:
     5. `held` equals the points of the member's open reservations;
     6. `held` ≥ 0 and `available` ≥ the member's floor;
     7. the remaining points of a member's lots (pending or not) add up to their balance (0 when
-       it is in debt), and those of their pending lots to their `pending`.
+       it is in debt), and those of their pending lots to their `pending`;
+    8. every member's `gross_spend` equals the amounts of their purchases (the bound the
+       purchase path's tier check trusts).
     """
     problems: list[str] = []
     members = session.scalar(select(func.count()).select_from(Member)) or 0

@@ -335,6 +335,30 @@ def issue_card(
     return card
 
 
+def replace_card(
+    session: Session,
+    member_id: int,
+    raw_number: str,
+    reason: str | None,
+    *,
+    settings: Settings,
+    actor: Actor,
+) -> Card:
+    """Block the member's lost or stolen card and issue a new one (`block_card`, then
+    `issue_card`). The member is locked first, so that two replacements at once replace the
+    card once: the second finds it blocked. Returns the new card.
+
+    Raises NotFound (no such member, or the card is not theirs), InvalidCardNumber,
+    CardAlreadyBlocked, MemberErased.
+    """
+    member = get_member(session, member_id, for_update=True)
+    card = get_card(session, raw_number)
+    if card.member_id != member_id:
+        raise NotFound("The member has no such card.", field="card_number")
+    block_card(session, card.number, reason, actor=actor)
+    return issue_card(session, member, None, settings=settings, actor=actor)
+
+
 def block_card(session: Session, raw_number: str, reason: str | None, *, actor: Actor) -> Card:
     """Block a card (lost or stolen). Terminal: issue a new card to replace it.
 

@@ -14,9 +14,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, text
+from sqlalchemy import Date, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
+from loyalty.domain import rollups
 from loyalty.models import VOUCHER_KINDS, Purchase, Return
 from loyalty.models.types import UTCDateTime
 
@@ -30,6 +31,9 @@ def reporting_memory(session: Session) -> None:
     members spill to disk at the default 4 MB work_mem); reset when the transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL work_mem = '64MB'"))
+        # the plans' estimates of the purchases past the rollups are blind (a third of the
+        # table), which tips them over the JIT threshold: 100 ms of compiling for nothing
+        session.execute(text("SET LOCAL jit = off"))
 
 
 def ratio(numerator: int | Decimal, denominator: int | Decimal, places: int) -> float | None:
@@ -48,7 +52,7 @@ def retention(
     days = (end - start).days + 1
     p_start, p_end = midnight(start), midnight(end + timedelta(days=1))
     s, e, n, retained, repeat, one_time, purchases, revenue = _period_counts(
-        session, p_start - timedelta(days=days), p_start, p_end, store_id
+        session, start - timedelta(days=days), start, end + timedelta(days=1), store_id
     )
     lost = s - retained
     aov = ratio(revenue, purchases, 2)
@@ -77,46 +81,87 @@ def retention(
     }
 
 
-def _period_counts(
-    session: Session,
-    prev_start: datetime,
-    p_start: datetime,
-    p_end: datetime,
-    store_id: str | None,
-) -> tuple[int, ...]:
-    """S, E, N, retained, repeat, one-time customers, purchases and revenue, in one query over
-    the purchases before the end of the period (per member: in P, in P-, first purchase)."""
-    in_p = (Purchase.occurred_at >= p_start) & (Purchase.occurred_at < p_end)
-    in_prev = (Purchase.occurred_at >= prev_start) & (Purchase.occurred_at < p_start)
-    per_member = (
-        select(
-            Purchase.member_id,
-            func.sum(case((in_p, 1), else_=0)).label("in_p"),
-            func.sum(case((in_prev, 1), else_=0)).label("in_prev"),
-            func.sum(case((in_p, Purchase.amount), else_=0)).label("revenue"),
-            func.min(Purchase.occurred_at).label("first_at"),
-        )
-        .where(Purchase.occurred_at < p_end)
-        .group_by(Purchase.member_id)
+# The purchase_links cells of P₋ and P (one scope), corrected for the purchases past the rollups:
+# the members with such a purchase are taken out as the rollups have them and put back with those
+# purchases added, all in one statement (one snapshot). Then, with a = start, q = start of P₋:
+# E = first purchases in P (kind 1, previous before a), N = those with no previous one, S the same
+# for P₋, retained = first purchases in P whose previous one is in P₋, and the members with two or
+# more purchases in P = purchases in P after one in P (kind 1) − those after two in P (kind 2):
+# each such member has k − 1 of the first and k − 2 of the second.
+_PERIOD_COUNTS = """
+    WITH tail AS ({tail}),
+    old_src AS ({days}),
+    new_src AS (
+      SELECT scope, member_id, day, SUM(n) AS n, SUM(rev) AS rev FROM (
+        SELECT * FROM old_src
+        UNION ALL
+        SELECT :scope, member_id, day, 1, amount FROM tail WHERE true {store_tail}
+      ) u GROUP BY scope, member_id, day
+    ),
+    {old_links},
+    {new_links},
+    cells AS (
+      SELECT day, kind, prev_day, purchases AS n, revenue AS rev FROM purchase_links
+       WHERE scope = :scope AND day >= :prev_day AND day < :end_day
+      UNION ALL
+      SELECT day, kind, prev_day, -n, -rev FROM old_links
+       WHERE day >= :prev_day AND day < :end_day
+      UNION ALL
+      SELECT day, kind, prev_day, n, rev FROM new_links
+       WHERE day >= :prev_day AND day < :end_day
     )
-    if store_id is not None:
-        per_member = per_member.where(Purchase.store_id == store_id)
-    m = per_member.subquery()
-    row = session.execute(
-        select(
-            func.coalesce(func.sum(case((m.c.in_prev > 0, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((m.c.in_p > 0, 1), else_=0)), 0),
-            func.coalesce(
-                func.sum(case(((m.c.in_p > 0) & (m.c.first_at >= p_start), 1), else_=0)), 0
-            ),
-            func.coalesce(func.sum(case(((m.c.in_prev > 0) & (m.c.in_p > 0), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((m.c.in_p >= 2, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((m.c.in_p == 1, 1), else_=0)), 0),
-            func.coalesce(func.sum(m.c.in_p), 0),
-            func.coalesce(func.sum(m.c.revenue), 0),
-        )
-    ).one()
-    return tuple(int(v) for v in row)
+    SELECT
+      COALESCE(SUM(CASE WHEN kind = 1 AND day < :start_day AND prev_day < :prev_day
+                        THEN n END), 0),
+      COALESCE(SUM(CASE WHEN kind = 1 AND day >= :start_day AND prev_day < :start_day
+                        THEN n END), 0),
+      COALESCE(SUM(CASE WHEN kind = 1 AND day >= :start_day AND prev_day = :no_day
+                        THEN n END), 0),
+      COALESCE(SUM(CASE WHEN kind = 1 AND day >= :start_day AND prev_day >= :prev_day
+                         AND prev_day < :start_day THEN n END), 0),
+      COALESCE(SUM(CASE WHEN day >= :start_day AND prev_day >= :start_day
+                        THEN CASE WHEN kind = 1 THEN n ELSE -n END END), 0),
+      COALESCE(SUM(CASE WHEN kind = 1 AND day >= :start_day THEN n END), 0),
+      COALESCE(SUM(CASE WHEN kind = 1 AND day >= :start_day THEN rev END), 0)
+      FROM cells
+"""
+
+
+def _links_cte(name: str, source: str) -> str:
+    """A CTE `name` of the purchase_links cells the member-days of `source` make."""
+    return f"""{name}_w AS (SELECT * FROM {source}),
+    {name} AS (
+      WITH {rollups.links_sql(f"{name}_w")} SELECT * FROM links
+    )"""
+
+
+def _period_counts(
+    session: Session, prev_day: date, start: date, end_day: date, store_id: str | None
+) -> tuple[int, ...]:
+    """S, E, N, retained, repeat, one-time customers, purchases and revenue from the links of the
+    days of P₋ and P (docs/metrics.md, "How the figures are computed")."""
+    dialect = rollups.dialect_of(session)
+    scope = rollups.store_key(store_id) if store_id is not None else ""
+    sql = _PERIOD_COUNTS.format(
+        tail=rollups.tail_sql(dialect),
+        days=rollups.days_sql("pd.member_id IN (SELECT member_id FROM tail)", ":scope"),
+        store_tail="AND store = :scope" if store_id is not None else "",
+        old_links=_links_cte("old_links", "old_src"),
+        new_links=_links_cte("new_links", "new_src"),
+    )
+    names = ("prev_day", "start_day", "end_day", "no_day")
+    params: dict[str, Any] = {
+        "prev_day": prev_day,
+        "start_day": start,
+        "end_day": end_day,
+        "no_day": rollups.NO_DAY,
+        "scope": scope,
+    }
+    days = [bindparam(name, type_=Date()) for name in names]
+    s, e, n, retained, repeat, purchases, revenue = (
+        int(v or 0) for v in session.execute(text(sql).bindparams(*days), params).one()
+    )
+    return s, e, n, retained, repeat, e - repeat, purchases, revenue
 
 
 def _returned_amount(
@@ -144,18 +189,30 @@ def _clv(revenue: int, purchases: int, active: int, lost: int, at_start: int) ->
 
 
 # cohorts ---------------------------------------------------------------------------------------
-_MONTH = {
-    # the UTC calendar month of a purchase, in each database's own cheap terms
-    "postgresql": "date_trunc('month', occurred_at AT TIME ZONE 'UTC')",
-    "sqlite": "substr(occurred_at, 1, 7)",  # stored as UTC text, 'YYYY-MM-DD HH:MM:SS'
-}
-
-
-def _month_of(value: Any) -> int:
-    """A month as returned by _MONTH (a timestamp or 'YYYY-MM') → months since year 0."""
-    if isinstance(value, str):
-        return int(value[:4]) * 12 + int(value[5:7]) - 1
-    return int(value.year) * 12 + int(value.month) - 1
+# The cohort matrix of the rollups, corrected for the purchases past them: the members with such
+# a purchase are taken out as the rollups count them and put back with those purchases added
+# (what the job will do), all in one statement.
+_COHORT_CELLS = """
+    WITH tail AS ({tail}),
+    tm AS (SELECT DISTINCT member_id, {tail_month} AS month FROM tail),
+    old_m AS (SELECT DISTINCT pd.member_id, {day_month} AS month FROM purchase_days pd
+               WHERE pd.member_id IN (SELECT member_id FROM tm)),
+    old_c AS (SELECT member_id, {first_month} AS cohort FROM member_firsts
+               WHERE scope = '' AND member_id IN (SELECT member_id FROM tm)),
+    new_m AS (SELECT member_id, month FROM old_m UNION SELECT member_id, month FROM tm),
+    new_c AS (SELECT member_id, MIN(month) AS cohort FROM new_m GROUP BY member_id),
+    cells AS (
+      SELECT cohort, month, members AS n FROM cohort_months
+       WHERE cohort >= :first AND cohort <= :last AND month <= :last
+      UNION ALL
+      SELECT c.cohort, m.month, -1 FROM old_m m JOIN old_c c ON c.member_id = m.member_id
+      UNION ALL
+      SELECT c.cohort, m.month, 1 FROM new_m m JOIN new_c c ON c.member_id = m.member_id
+    )
+    SELECT cohort, month, SUM(n) FROM cells
+     WHERE cohort >= :first AND cohort <= :last AND month <= :last
+     GROUP BY cohort, month
+"""
 
 
 def _month_index(day: date) -> int:
@@ -170,30 +227,19 @@ def cohorts(session: Session, start: date, end: date) -> dict[str, Any]:
     """The monthly cohort matrix of metrics.md: per first-purchase month in [start, end], its size
     and, for k = 0 … the month of `end`, the share that bought in the k-th month after."""
     first_month, last_month = _month_index(start), _month_index(end)
-    after_last = date(
-        end.year + (end.month == 12), end.month % 12 + 1, 1
-    )  # the first day after the month of `end`
     reporting_memory(session)
-    month = _MONTH[session.get_bind().dialect.name]
-    # (member, month) pairs once, each with the member's first month (a window, not a self-join)
-    rows = session.execute(
-        text(
-            f"""
-            SELECT c, m, COUNT(*) AS n FROM (
-              SELECT m, MIN(m) OVER (PARTITION BY member_id) AS c FROM (
-                SELECT member_id, {month} AS m FROM purchases
-                 WHERE occurred_at < :before GROUP BY member_id, {month}
-              ) pm
-            ) f GROUP BY c, m
-            """
-        ).bindparams(bindparam("before", type_=UTCDateTime())),
-        {"before": midnight(after_last)},
-    ).all()
+    dialect = rollups.dialect_of(session)
+    sql = _COHORT_CELLS.format(
+        tail=rollups.tail_sql(dialect),
+        tail_month=rollups.month_sql("day", dialect),
+        day_month=rollups.month_sql("pd.day", dialect),
+        first_month=rollups.month_sql("first_day", dialect),
+    )
+    rows = session.execute(text(sql), {"first": first_month, "last": last_month}).all()
     counts: dict[int, dict[int, int]] = {}
-    for c_raw, m_raw, n in rows:
-        c = _month_of(c_raw)
-        if first_month <= c <= last_month:
-            counts.setdefault(c, {})[_month_of(m_raw) - c] = int(n)
+    for c, m, n in rows:
+        if int(n):
+            counts.setdefault(int(c), {})[int(m) - int(c)] = int(n)
     out = []
     for c in sorted(counts):
         size = counts[c].get(0, 0)
@@ -257,7 +303,8 @@ _VOUCHERS_ISSUED = (
              WHERE p.member_id = v.member_id AND p.occurred_at > v.created_at) AS next_at,
            {_bought_within_validity("v")} AS in_window
       FROM vouchers v
-     WHERE v.created_at >= :begin AND v.created_at < :stop
+     WHERE v.kind IN ({", ".join(f"'{k}'" for k in VOUCHER_KINDS)})  -- the (kind, created_at) index
+       AND v.created_at >= :begin AND v.created_at < :stop
     """
     )
     .bindparams(*_PERIOD)

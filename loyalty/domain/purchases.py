@@ -109,9 +109,6 @@ _BY_MEMBER = Fast(
     .outerjoin(Member, Member.id == bindparam("member_id"))
     .where(Program.id == 1)
 )
-_BALANCE = Fast(
-    select(Member.points, Member.held, Member.pending).where(Member.id == bindparam("member_id"))
-)
 
 
 class _Rates(NamedTuple):
@@ -218,12 +215,6 @@ def _member_and_rates(
 _balance_of = ledger.balance_of
 
 
-def _balance(conn: Connection, member_id: int) -> dict[str, int]:
-    row = _BALANCE.first(conn, {"member_id": member_id})
-    assert row is not None, "the member exists"
-    return _balance_of(*row)
-
-
 def record_purchase(
     session: Session, data: dict[str, Any], *, actor: Actor, limits: Limits
 ) -> tuple[Receipt, bool]:
@@ -274,10 +265,7 @@ def record_purchase(
     receipt.vouchers_redeemed = _redeem_vouchers(session, receipt, data.get("voucher_codes"), actor)
     _insert_lines(conn, receipt.id, lines, earned.line_points)
     earning_rules.use_budgets(session, earned.budget_use)
-    receipt.balance = _post_awards(
-        session, receipt, earned.awards, actor, now, ledger.terms_of(rates)
-    )
-    tiers.after_purchase(session, member_id, tiers.Policy.of(rates), rates.member_tier, actor=actor)
+    receipt.balance = _post_awards(session, receipt, earned.awards, actor, now, rates)
     if rates.come_back_policy:
         new = vouchers.come_back(
             session, member_id, receipt.id, receipt.amount, rates.come_back_policy, actor=actor
@@ -352,19 +340,27 @@ def _post_awards(
     awards: list[earning.Award],
     actor: Actor,
     now: datetime,
-    terms: ledger.LotTerms,
+    rates: _Rates,
 ) -> dict[str, int]:
-    """One ledger entry (and lot) per award, all in one credit; the member's balance after."""
+    """One ledger entry (and lot) per award, all in one credit, the amount added to the
+    member's gross spend in the same UPDATE; then the tier the spend reaches (raised at once).
+    The member's balance after."""
     if not awards:
-        return _balance(session.connection(), receipt.member_id)
-    after = ledger.credit_all(
-        session,
-        receipt.member_id,
-        awards,
-        actor=actor,
-        purchase_id=receipt.id,
-        now=now,
-        terms=terms,
+        after = ledger.add_spend(session, receipt.member_id, receipt.amount)
+    else:
+        after = ledger.credit_all(
+            session,
+            receipt.member_id,
+            awards,
+            actor=actor,
+            purchase_id=receipt.id,
+            now=now,
+            terms=ledger.terms_of(rates),
+            spend=receipt.amount,
+        )
+    policy = tiers.Policy.of(rates)
+    tiers.after_purchase(
+        session, receipt.member_id, policy, rates.member_tier, after.gross_spend, actor=actor
     )
     return after.balance
 
@@ -676,10 +672,11 @@ def adjust(
     """A staff correction (±points) with a reason, audit-logged with the key's name.
 
     Raises LimitExceeded (more than `limits.max_adjustment_points` either way), NotFound,
-    InsufficientPoints (a correction never creates a debt).
+    InsufficientPoints (a correction never creates a debt), MemberErased.
     """
     limits.check("max_adjustment_points", abs(points), field="points")
     member = ledger.lock_member(session, member_id)
+    refuse_erased(member.erased_at, field="member_id")
     redemptions.release_expired_for(session, member)  # overdue reservations no longer hold points
     ledger.release_pending_of(session, member)  # nor are pending points whose time is over
     entry = ledger.post(

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import Date, bindparam, text
 from sqlalchemy.orm import Session
 
+from loyalty.domain import rollups
 from loyalty.domain.metrics import midnight, reporting_memory
 from loyalty.models.types import UTCDateTime
 
@@ -110,6 +111,97 @@ def _query(one_member: bool, dialect: str) -> Any:
     )
 
 
+# All members at once: the per-member counts from the rollups' days of the window and the
+# purchases past them; "had purchases before" and "first purchase in the last 90 days" from the
+# first purchase days. Members with no purchase in the window (lost) are counted, not listed.
+_ALL = """
+    WITH tail AS ({tail}),
+    d AS (
+      SELECT member_id, day, purchases AS n FROM purchase_days
+       WHERE day >= :window_day AND day < :end_day
+      UNION ALL
+      SELECT member_id, day, 1 FROM tail WHERE day >= :window_day AND day < :end_day
+    ),
+    pm AS (
+      SELECT member_id, SUM(n) AS n_window,
+             SUM(CASE WHEN day >= :recent_day THEN n ELSE 0 END) AS n_recent
+        FROM d GROUP BY member_id
+    ),
+    tf AS (SELECT member_id, MIN(day) AS first_day FROM tail GROUP BY member_id),
+    new_members AS (
+      SELECT c.member_id FROM (
+        SELECT member_id FROM member_firsts
+         WHERE scope = '' AND first_day >= :recent_day AND first_day < :end_day
+        UNION
+        SELECT member_id FROM tf WHERE first_day >= :recent_day AND first_day < :end_day
+      ) c
+      LEFT JOIN member_firsts f ON f.scope = '' AND f.member_id = c.member_id
+      LEFT JOIN tf ON tf.member_id = c.member_id
+      WHERE (f.first_day IS NULL OR f.first_day >= :recent_day)
+        AND (tf.first_day IS NULL OR tf.first_day >= :recent_day)
+    ),
+    -- everyone with a purchase up to as_of
+    counted AS (
+      SELECT (SELECT COUNT(*) FROM member_firsts WHERE scope = '' AND first_day < :end_day)
+           + (SELECT COUNT(*) FROM tf WHERE tf.first_day < :end_day AND NOT EXISTS (
+                SELECT 1 FROM member_firsts f
+                 WHERE f.scope = '' AND f.member_id = tf.member_id AND f.first_day < :end_day))
+             AS n
+    ),
+    benefit AS {materialized} (
+      SELECT purchase_id FROM ({benefit}) u ORDER BY purchase_id  -- lookups in heap order
+    ),
+    bm AS (
+      SELECT p.member_id, COUNT(*) AS n_benefit
+        FROM {lookup}
+       WHERE p.occurred_at >= :window_start AND p.occurred_at < :end_at
+       GROUP BY p.member_id
+    ),
+    nps AS ({nps}),
+    ces AS ({ces})
+    SELECT CASE
+             WHEN nps.score <= 6 OR ces.score >= 5 OR pm.n_recent = 0 THEN 'at_risk'
+             WHEN nm.member_id IS NOT NULL THEN 'new'
+             WHEN nps.score >= 9 AND pm.n_window >= 2 THEN 'ambassador'
+             WHEN pm.n_window >= 2 AND 2 * COALESCE(bm.n_benefit, 0) >= pm.n_window
+               THEN 'deal_seeker'
+             WHEN pm.n_window >= 2 THEN 'loyal'
+             ELSE 'occasional'
+           END AS segment,
+           COUNT(*) AS members
+      FROM pm
+      LEFT JOIN new_members nm ON nm.member_id = pm.member_id
+      LEFT JOIN bm ON bm.member_id = pm.member_id
+      LEFT JOIN nps ON nps.member_id = pm.member_id
+      LEFT JOIN ces ON ces.member_id = pm.member_id
+     GROUP BY 1
+    UNION ALL
+    SELECT 'lost', (SELECT n FROM counted) - (SELECT COUNT(*) FROM pm)
+"""
+
+
+def _all_query(dialect: str) -> Any:
+    if dialect == "postgresql":
+        lookup = """benefit b,
+             LATERAL (SELECT member_id, occurred_at FROM purchases
+                       WHERE id = b.purchase_id OFFSET 0) p"""
+    else:
+        lookup = "benefit b JOIN purchases p ON p.id = b.purchase_id"
+    sql = _ALL.format(
+        tail=rollups.tail_sql(dialect),
+        materialized="MATERIALIZED" if dialect == "postgresql" else "",
+        benefit=_BENEFIT,
+        lookup=lookup,
+        nps=_latest("nps", ""),
+        ces=_latest("ces", ""),
+    )
+    return text(sql).bindparams(
+        bindparam("window_start", type_=UTCDateTime()),
+        bindparam("end_at", type_=UTCDateTime()),
+        *(bindparam(name, type_=Date()) for name in ("window_day", "recent_day", "end_day")),
+    )
+
+
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
@@ -117,6 +209,9 @@ def _dialect(session: Session) -> str:
 def _params(as_of: date) -> dict[str, Any]:
     end_at = midnight(as_of + timedelta(days=1))
     return {
+        "end_day": as_of + timedelta(days=1),
+        "window_day": as_of + timedelta(days=1 - WINDOW_DAYS),
+        "recent_day": as_of + timedelta(days=1 - RECENT_DAYS),
         "end_at": end_at,
         "window_start": end_at - timedelta(days=WINDOW_DAYS),
         "recent_start": end_at - timedelta(days=RECENT_DAYS),
@@ -126,7 +221,7 @@ def _params(as_of: date) -> dict[str, Any]:
 def segment_counts(session: Session, as_of: date) -> dict[str, Any]:
     """Members per segment as of the end of `as_of`; members who never bought are not counted."""
     reporting_memory(session)
-    rows = session.execute(_query(False, _dialect(session)), _params(as_of)).all()
+    rows = session.execute(_all_query(_dialect(session)), _params(as_of)).all()
     counts = dict.fromkeys(SEGMENTS, 0)
     for segment, members in rows:
         counts[segment] = int(members)

@@ -81,6 +81,12 @@ def rank(name: str | None, tiers: Tiers | None) -> int:
     return -1
 
 
+def reachable(tier: str | None, tiers: Tiers, spend_bound: int) -> bool:
+    """Whether a tier above `tier` may be reached with a spend of at most `spend_bound`."""
+    above = rank(tier, tiers) + 1
+    return above < len(tiers) and spend_bound >= tiers[above]["qualifying_spend"]
+
+
 def _local_year_start(year: int, zone: Any) -> datetime:
     return datetime(year, 1, 1, tzinfo=zone)
 
@@ -269,15 +275,24 @@ def _forget_cached(session: Session, member_id: int) -> None:
 
 
 def after_purchase(
-    session: Session, member_id: int, policy: Policy, tier: str | None, *, actor: Actor
+    session: Session,
+    member_id: int,
+    policy: Policy,
+    tier: str | None,
+    gross_spend: int,
+    *,
+    actor: Actor,
 ) -> None:
     """Raise the member's tier at once when their spend, this purchase counted, reaches a
     higher one. The purchase's own points were earned at `tier` (the one held before it).
 
-    On the purchase path: nothing when the programme has no tiers or the member holds the top
-    one; else one indexed query of the spend, and the writes only when the tier goes up.
+    On the purchase path: nothing when the programme has no tiers, the member holds the top
+    one, or `gross_spend` (members.gross_spend after this purchase, read under the member's row
+    lock: every purchase ever, returns not taken off, so no window's net spend is larger) is
+    below the next tier's threshold; else one indexed query of the spend, and the writes only
+    when the tier goes up.
     """
-    if not policy.tiers or rank(tier, policy.tiers) == len(policy.tiers) - 1:
+    if not policy.tiers or not reachable(tier, policy.tiers, gross_spend):
         return
     at = utcnow()
     conn = session.connection()

@@ -299,8 +299,14 @@ def goodwill(
     """Staff issue a voucher after a complaint, valid from now; audit-logged with the reason.
 
     Raises LimitExceeded (`value` above `limits.max_goodwill_amount`, or for a percentage
-    `max_goodwill_percent`), NotFound.
+    `max_goodwill_percent`), NotFound, MemberErased (an erased member is inert).
     """
+    from loyalty.domain.members import refuse_erased  # here: members imports this module
+
+    member = session.get(Member, member_id) if 0 < member_id < 2**63 else None
+    if member is None:
+        raise NotFound(f"No member {member_id}.", field="member_id")
+    refuse_erased(member.erased_at, field="member_id")
     ceiling = "max_goodwill_percent" if data["kind"] == "percent" else "max_goodwill_amount"
     limits.check(ceiling, data["value"], field="value")
     voucher = issue_on_terms(
@@ -450,6 +456,18 @@ def win_back_preview(session: Session, data: dict[str, Any]) -> WinBackResult:
     return WinBackResult(campaign, True, len(member_ids), len(member_ids) - held, held)
 
 
+#: PostgreSQL advisory lock key of the win-back batches (any fixed number; no other user)
+WIN_BACK_LOCK = 0x10CA17_B4C
+
+
+def _one_win_back_batch_at_a_time(session: Session) -> None:
+    """Batches of two campaigns run one after the other (PostgreSQL; SQLite has one writer at a
+    time already): a member the first gives a win-back voucher holds an open one when the second
+    looks, so it gets none from the second. The lock goes with the transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(WIN_BACK_LOCK)))
+
+
 def win_back_batch(
     session: Session,
     campaign: str,
@@ -465,6 +483,7 @@ def win_back_batch(
     `holdout_percent` the campaign holds out (deterministic by member and campaign). Members the
     campaign already dealt with are never picked again, so a batch run twice issues nothing
     twice."""
+    _one_win_back_batch_at_a_time(session)
     now = utcnow()
     query = _win_back_members(campaign, cutoff, now)
     if after_member_id is not None:

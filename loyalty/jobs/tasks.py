@@ -11,6 +11,8 @@ run twice or after a crash. Periodic ones (UTC):
     expire_points       hourly (:05)   lapsed lots expire, pending points whose time is over
                                        become available (hourly: a day ends at midnight in
                                        the programme's time zone, whichever it is)
+    metrics_rollup      every minute   the purchases since the last run into the metrics
+                                       rollups (loyalty.domain.rollups), a batch a transaction
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from huey import crontab
 
-from loyalty.domain import campaigns, idempotency, ledger, redemptions, tiers
+from loyalty.domain import campaigns, idempotency, ledger, redemptions, rollups, tiers
 from loyalty.domain.context import Actor
 from loyalty.extensions import db
 from loyalty.integrations import stripe as stripe_integration
@@ -181,6 +183,34 @@ def expire_points(
     }
 
 
+#: batches of rollups.BATCH purchases a periodic metrics_rollup does at most (the next run goes on)
+ROLLUP_MAX_BATCHES = 50
+
+
+def metrics_rollup(max_batches: int | None = ROLLUP_MAX_BATCHES, wait: bool = False) -> int:
+    """The purchases past the rollups' watermark into them, a batch per transaction, until
+    caught up (or `max_batches`). Safe to run twice or at once (the watermark row is locked):
+    a run that finds it locked by another returns 0 at once (PostgreSQL: SKIP LOCKED, so that
+    minute after minute of periodic runs never pile up behind a long one), or waits for it with
+    `wait` (the command line). Returns how many purchases were rolled up."""
+    total, batches = 0, 0
+    while max_batches is None or batches < max_batches:
+        count = rollups.advance(db.session(), wait=wait)
+        db.session.commit()
+        total, batches = total + count, batches + 1
+        if count == 0:
+            break
+    return total
+
+
+def metrics_rebuild() -> int:
+    """The rollups made again from every purchase, in one transaction (purchases go on
+    meanwhile). Returns how many purchases."""
+    count = rollups.rebuild(db.session())
+    db.session.commit()
+    return count
+
+
 def register(jobs: Jobs) -> None:
     """The app's jobs and their schedules."""
     jobs.task(STRIPE_MIRROR, mirror_vouchers, priority=10)
@@ -191,3 +221,5 @@ def register(jobs: Jobs) -> None:
     jobs.periodic("prune_idempotency", crontab(minute="17"), prune_idempotency)
     jobs.periodic("recompute_tiers", crontab(hour="2", minute="23"), recompute_tiers)
     jobs.periodic("expire_points", crontab(minute="5"), expire_points)
+    jobs.periodic("metrics_rollup", crontab(minute="*"), metrics_rollup)
+    jobs.task("metrics_rebuild", metrics_rebuild)

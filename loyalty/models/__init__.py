@@ -6,9 +6,18 @@ from loyalty.models.earning_rules import EARNING_RULE_KINDS, EarningRule, Earnin
 from loyalty.models.feedback import FEEDBACK_CHANNELS, Feedback
 from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry, PointLot
 from loyalty.models.members import Card, Member
+from loyalty.models.metrics import (
+    CohortMonth,
+    MemberFirst,
+    PurchaseDay,
+    PurchaseLink,
+    RollupGap,
+    RollupState,
+)
 from loyalty.models.program import Program
 from loyalty.models.purchases import Purchase, PurchaseLine, Return
 from loyalty.models.rewards import REDEMPTION_STATUSES, REWARD_KINDS, Redemption, Reward
+from loyalty.models.staff import STAFF_ROLES, StaffAccount, StaffFormNonce
 from loyalty.models.tiers import TIER_CHANGE_REASONS, TierChange
 from loyalty.models.vouchers import (
     DISCOUNT_TYPES,
@@ -29,6 +38,7 @@ __all__ = [
     "REDEMPTION_STATUSES",
     "REWARD_KINDS",
     "SCOPES",
+    "STAFF_ROLES",
     "TIER_CHANGE_REASONS",
     "VOUCHER_KINDS",
     "VOUCHER_STATUSES",
@@ -36,19 +46,27 @@ __all__ = [
     "AuditEntry",
     "Campaign",
     "Card",
+    "CohortMonth",
     "EarningRule",
     "EarningRuleVersion",
     "Feedback",
     "IdempotencyRecord",
     "LedgerEntry",
     "Member",
+    "MemberFirst",
     "PointLot",
     "Program",
     "Purchase",
+    "PurchaseDay",
     "PurchaseLine",
+    "PurchaseLink",
     "Redemption",
     "Return",
     "Reward",
+    "RollupGap",
+    "RollupState",
+    "StaffAccount",
+    "StaffFormNonce",
     "StripeEvent",
     "TierChange",
     "Voucher",

@@ -43,6 +43,10 @@ class Member(Base):
     #: points of pending lots (not yet spendable); written only by `loyalty.domain.ledger`
     pending: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     available_floor: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: the amounts of all the member's purchases, returns not taken off (minor units): kept in
+    #: the purchase's balance UPDATE and by the import; no qualifying spend can exceed it, so a
+    #: purchase below the next tier's threshold skips the spend query (domain/tiers.py)
+    gross_spend: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     tier: Mapped[str | None] = mapped_column(String(50))
     #: when the member reached the tier they hold (null without one); written by domain/tiers.py
     tier_since: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -39,7 +39,24 @@ def _rate(description: str) -> ma.fields.Float:
     return ma.fields.Float(allow_none=True, required=True, metadata={"description": description})
 
 
-class RetentionSchema(Schema):
+class ReadFromSchema(Schema):
+    """Where every metrics answer was read from (LOYALTY_READ_DATABASE_URL)."""
+
+    read_from = ma.fields.String(
+        required=True,
+        metadata={"description": "primary, or replica when a read replica is configured"},
+    )
+    replica_lag_seconds = ma.fields.Float(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "How far behind the primary the replica was (seconds; 0 when it had "
+            "replayed all it received); null when read from the primary"
+        },
+    )
+
+
+class RetentionSchema(ReadFromSchema):
     start = ma.fields.Date(required=True)
     end = ma.fields.Date(required=True)
     store_id = ma.fields.String(allow_none=True)
@@ -73,7 +90,7 @@ class CohortSchema(Schema):
     )
 
 
-class CohortsSchema(Schema):
+class CohortsSchema(ReadFromSchema):
     start = ma.fields.Date(required=True)
     end = ma.fields.Date(required=True)
     cohorts = ma.fields.List(ma.fields.Nested(CohortSchema), required=True)
@@ -87,7 +104,7 @@ class ResponsesSchema(Schema):
     csat = ma.fields.Integer(required=True, metadata={"description": "CSAT answers"})
 
 
-class FeedbackMetricsSchema(Schema):
+class FeedbackMetricsSchema(ReadFromSchema):
     start = ma.fields.Date(required=True)
     end = ma.fields.Date(required=True)
     nps = _rate("% answers 9-10 minus % answers 0-6, -100 to 100, 1 decimal")
@@ -120,7 +137,7 @@ class SegmentCountsSchema(Schema):
     occasional = _count("Everyone else with a purchase in the window")
 
 
-class SegmentsSchema(SegmentCountsSchema):
+class SegmentsSchema(SegmentCountsSchema, ReadFromSchema):
     as_of = ma.fields.Date(required=True)
     segments = ma.fields.Nested(SegmentCountsSchema, required=True)
     members = _count("Members counted (those with a purchase up to as_of)")
@@ -154,7 +171,7 @@ class VoucherKindMetricsSchema(Schema):
     holdout = ma.fields.Nested(HoldoutSchema, allow_none=True, required=True)
 
 
-class VoucherMetricsSchema(Schema):
+class VoucherMetricsSchema(ReadFromSchema):
     start = ma.fields.Date(required=True)
     end = ma.fields.Date(required=True)
     kinds = ma.fields.List(ma.fields.Nested(VoucherKindMetricsSchema), required=True)
@@ -178,7 +195,7 @@ class PointsMonthSchema(PointsFlowsSchema):
     outstanding = ma.fields.Integer(required=True, metadata={"description": "At the month's end"})
 
 
-class PointsMetricsSchema(PointsFlowsSchema):
+class PointsMetricsSchema(PointsFlowsSchema, ReadFromSchema):
     start = ma.fields.Date(required=True)
     end = ma.fields.Date(required=True)
     outstanding_at_start = ma.fields.Integer(required=True)

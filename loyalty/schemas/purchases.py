@@ -8,7 +8,7 @@ import marshmallow as ma
 from flask import current_app
 from marshmallow import validate
 
-from loyalty.domain.feedback import token_for
+from loyalty.domain.feedback import link_for, token_for
 from loyalty.models import ENTRY_KINDS
 from loyalty.schemas.common import (
     MAX_AMOUNT,
@@ -93,6 +93,23 @@ def FeedbackToken() -> ma.fields.Function:
     )
 
 
+def _feedback_url(obj: Any) -> str:
+    config = current_app.config
+    return link_for(obj.id, config["SECRET_KEY"], config["LOYALTY_PUBLIC_URL"])
+
+
+def FeedbackUrl() -> ma.fields.Function:
+    return ma.fields.Function(
+        _feedback_url,
+        metadata={
+            "description": "The customer's feedback page (LOYALTY_PUBLIC_URL/f/{feedback_token}); "
+            "GET /purchases/{id}/feedback-qr gives it as a QR code to print on the receipt",
+            "type": "string",
+            "format": "uri",
+        },
+    )
+
+
 class VoucherUseSchema(Schema):
     code = ma.fields.String(required=True)
     discount = ma.fields.Integer(required=True)
@@ -121,6 +138,7 @@ class PurchaseResultSchema(Schema):
         },
     )
     feedback_token = FeedbackToken()
+    feedback_url = FeedbackUrl()
 
 
 class LineOutSchema(LineSchema):

@@ -286,3 +286,28 @@ def test_an_import_row_cannot_reach_an_erased_member(app, runner, client, admin,
             )
             == 1
         )
+
+
+def test_an_erased_member_gets_no_adjustment_and_no_goodwill_voucher(client, pos, admin, app):
+    m = post(client, "/api/v1/members", {"name": NAME}, pos, "adj").json
+    assert client.delete(f"/api/v1/members/{m['id']}", headers=admin).status_code == 204
+    for points in (25, -1):
+        r = client.post(
+            f"/api/v1/members/{m['id']}/adjustments",
+            json={"points": points, "reason": "after erasure"},
+            headers=admin,
+        )
+        assert (r.status_code, r.json["code"], list(r.json["errors"])) == (
+            409,
+            "member_erased",
+            ["member_id"],
+        )
+    r = client.post(
+        f"/api/v1/members/{m['id']}/vouchers",
+        json={"kind": "amount", "value": 500, "valid_days": 30, "reason": "after erasure"},
+        headers=admin,
+    )
+    assert (r.status_code, r.json["code"]) == (409, "member_erased")
+    with app.app_context():
+        assert db.session.get(Member, m["id"]).points == 0
+        assert db.session.scalar(select(func.count()).select_from(LedgerEntry)) == 0

@@ -202,6 +202,8 @@ def test_feedback_metrics_match_the_hand_computation(app, client, pos, api_key, 
         "passives": 2,
         "detractors": 3,
         "definitions": "docs/metrics.md",
+        "read_from": "primary",
+        "replica_lag_seconds": None,
     }
 
 

@@ -4,9 +4,9 @@ rule on a few members. Here the definitions are written out once more as straigh
 the raw rows (no SQL, no shared code with loyalty.domain.metrics but the rounding rule the docs
 state: half up), and the endpoints must agree with it exactly on histories of a hundred members:
 purchases over fourteen months with many at 00:00:00 and 23:59:59 and on month ends, free purchases,
-two stores, returns, feedback with scores missing at random, vouchers and rewards used on purchases.
-A day boundary, a rounding or a precedence read differently shows up as a mismatch, with the seed to
-replay it.
+two stores and purchases without one, returns, feedback with scores missing at random, vouchers and
+rewards used on purchases. A day boundary, a rounding or a precedence read differently shows up as
+a mismatch, with the seed to replay it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from loyalty.extensions import db
 from loyalty.models import Feedback, Member, Purchase
@@ -29,7 +29,7 @@ from tests.factories import goodwill_code
 
 FIRST = datetime(2025, 1, 1, tzinfo=UTC)
 DAYS = 455  # 2025-01-01 .. 2026-03-31
-STORES = ("s1", "s2")
+STORES = ("s1", "s2", None)  # None: a purchase without a store
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Bought:
     member: str
     at: datetime
     amount: int
-    store: str
+    store: str | None
     deal: str | None  # used a "voucher", a "reward", "both" or none
 
 
@@ -103,7 +103,7 @@ def day_start(day: date) -> datetime:
 
 
 def retention(
-    bought: list[Bought], returns: list[tuple[datetime, int, str]], start: date, end: date,
+    bought: list[Bought], returns: list[tuple[datetime, int, str | None]], start: date, end: date,
     store: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     p0, p1 = day_start(start), day_start(end) + timedelta(days=1)
@@ -254,13 +254,15 @@ def periods(rng: random.Random) -> list[tuple[date, date]]:
     return fixed
 
 
-def import_history(runner, tmp_path: Path, bought: list[Bought]) -> None:
-    """The purchases through `flask loyalty import-purchases`, as a shop moving in would."""
-    csv = tmp_path / "history.csv"
+def import_history(runner, tmp_path: Path, bought: list[Bought], offset: int = 0) -> None:
+    """The purchases through `flask loyalty import-purchases`, as a shop moving in would (their
+    external ids p-0, p-1, … from `offset`)."""
+    csv = tmp_path / f"history-{offset}.csv"
     lines = ["customer_ref,external_id,occurred_at,amount,currency,store_id"]
-    for i, b in enumerate(bought):
+    for i, b in enumerate(bought, start=offset):
         at = b.at.isoformat()
-        lines.append(f"{b.member},p-{i},{at},{b.amount // 100}.{b.amount % 100:02d},EUR,{b.store}")
+        amount = f"{b.amount // 100}.{b.amount % 100:02d}"
+        lines.append(f"{b.member},p-{i},{at},{amount},EUR,{b.store or ''}")
     csv.write_text("\n".join(lines) + "\n")
     out = runner.invoke(args=["loyalty", "import-purchases", str(csv)])
     assert out.exit_code == 0, out.output
@@ -278,9 +280,9 @@ def add_feedback(given: list[Given], members: dict[str, int]) -> None:
 
 def post_returns(
     client, headers, bought: list[Bought], ids: dict[str, int], rng: random.Random
-) -> list[tuple[datetime, int, str]]:
+) -> list[tuple[datetime, int, str | None]]:
     """About one purchase in eight partly or fully returned, up to 40 days later."""
-    returns: list[tuple[datetime, int, str]] = []
+    returns: list[tuple[datetime, int, str | None]] = []
     for i, b in enumerate(bought):
         if b.amount == 0 or rng.random() > 0.12:
             continue
@@ -328,27 +330,31 @@ def use_deals(client, headers, admin, bought: list[Bought], members: dict[str, i
             assert r.status_code == 201 and r.json["status"] == "redeemed", r.json
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_metrics_agree_with_a_plain_reading_of_the_definitions(
-    app, client, runner, api_key, tmp_path: Path, seed: int
-) -> None:
-    bought, given = history(seed)
-    import_history(runner, tmp_path, bought)
-    rng = random.Random(seed * 7)
-    headers = api_key("reports", "pos")
-    with app.app_context():
-        ids = dict(db.session.execute(select(Purchase.external_id, Purchase.id)).all())
-        members = dict(db.session.execute(select(Member.external_ref, Member.id)).all())
-        add_feedback(given, members)
-    returns = post_returns(client, headers, bought, ids, rng)
-    use_deals(client, headers, api_key("admin"), bought, members)
+def split_back_dated(bought: list[Bought], rng: random.Random) -> tuple[list[Bought], list[Bought]]:
+    """The history in two imports: the second holds about one purchase in six and, for a few
+    members with several purchases, their first one, so that it moves their first purchase (and
+    cohort) earlier than the first import made it."""
+    firsts: dict[str, int] = {}
+    counts: dict[str, int] = defaultdict(int)
+    for i, b in enumerate(bought):
+        firsts.setdefault(b.member, i)
+        counts[b.member] += 1
+    movers = {i for m, i in firsts.items() if counts[m] >= 2 and rng.random() < 0.3}
+    late = {i for i in range(len(bought)) if i in movers or rng.random() < 0.15}
+    return [b for i, b in enumerate(bought) if i not in late], [
+        b for i, b in enumerate(bought) if i in late
+    ]
 
-    def get(path: str) -> dict[str, Any]:
-        r = client.get(path, headers=headers)
-        assert r.status_code == 200, r.json
-        return r.json
 
-    for start, end in periods(rng):
+def roll_up(runner, *flags: str) -> str:
+    out = runner.invoke(args=["loyalty", "metrics-rollup", *flags])
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+def agree(get, bought, given, returns, checked: list[tuple[date, date]], seed) -> None:
+    """Every endpoint equals the plain reading, on the periods `checked`."""
+    for start, end in checked:
         for store in (None, "s1"):
             query = f"start={start}&end={end}" + (f"&store_id={store}" if store else "")
             got = get(f"/api/v1/metrics/retention?{query}")
@@ -370,3 +376,65 @@ def test_metrics_agree_with_a_plain_reading_of_the_definitions(
         expected = segments(bought, given, as_of)
         assert {k: got[k] for k in expected} == expected, (seed, as_of)
         assert got["members"] == sum(expected.values())
+
+
+TABLES = ("purchase_days", "purchase_links", "member_firsts", "cohort_months")
+
+
+def damage(app) -> None:
+    """Rollups made wrong on purpose: a day counted twice, a purchase pair moved, a first day
+    moved, a cohort cell gone."""
+    with app.app_context():
+        for statement in (
+            "UPDATE purchase_days SET purchases = purchases + 1 WHERE member_id IN "
+            "(SELECT MIN(member_id) FROM purchase_days)",
+            "UPDATE member_firsts SET first_day = '2024-01-01' WHERE member_id IN "
+            "(SELECT MAX(member_id) FROM member_firsts)",
+            "UPDATE purchase_links SET purchases = purchases + 1 WHERE day IN "
+            "(SELECT MIN(day) FROM purchase_links)",
+            "DELETE FROM cohort_months WHERE cohort IN (SELECT MIN(cohort) FROM cohort_months)",
+        ):
+            db.session.execute(text(statement))
+        db.session.commit()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_metrics_agree_with_a_plain_reading_of_the_definitions(
+    app, client, runner, api_key, tmp_path: Path, seed: int
+) -> None:
+    """On every path the figures can take: purchases past the rollups (a back-dated import not
+    rolled up yet, moving first purchases earlier), the rollups caught up, after returns, deals
+    and an erasure, and rollups damaged on purpose, found by the check and rebuilt."""
+    bought, given = history(seed)
+    rng = random.Random(seed * 7)
+    first, back_dated = split_back_dated(bought, random.Random(seed * 11))
+    import_history(runner, tmp_path, first)
+    roll_up(runner)
+    import_history(runner, tmp_path, back_dated, offset=len(first))
+    bought = first + back_dated  # the ids of the CSV rows: p-0 … in this order
+    headers = api_key("reports", "pos")
+    with app.app_context():
+        ids = dict(db.session.execute(select(Purchase.external_id, Purchase.id)).all())
+        members = dict(db.session.execute(select(Member.external_ref, Member.id)).all())
+        add_feedback(given, members)
+    returns = post_returns(client, headers, bought, ids, rng)
+    use_deals(client, headers, api_key("admin"), bought, members)
+    checked = periods(rng)
+
+    def get(path: str) -> dict[str, Any]:
+        r = client.get(path, headers=headers)
+        assert r.status_code == 200, r.json
+        return r.json
+
+    agree(get, bought, given, returns, checked, seed)  # the back-dated import read raw
+    assert "The rollups equal the purchases." in roll_up(runner, "--check")
+    agree(get, bought, given, returns, checked, seed)  # all from the rollups
+    admin = api_key("admin")
+    erased = members[bought[0].member]
+    assert client.delete(f"/api/v1/members/{erased}", headers=admin).status_code == 204
+    damage(app)
+    out = runner.invoke(args=["loyalty", "metrics-rollup", "--check"])
+    assert out.exit_code == 1, out.output
+    assert all(f"{table}: 0 rows" not in out.output for table in TABLES), out.output
+    assert "The rollups equal the purchases." in roll_up(runner, "--rebuild", "--check")
+    agree(get, bought, given, returns, checked[:4], seed)

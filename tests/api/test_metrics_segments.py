@@ -125,6 +125,8 @@ def test_every_segment_rule_and_its_precedence(app, client, pos, admin, api_key)
         "segments": EXPECTED,
         "members": 13,
         "definitions": "docs/metrics.md",
+        "read_from": "primary",
+        "replica_lag_seconds": None,
     }
     # a year earlier only L, DV (first purchases in the 90 days to 2025-06-30: new) and O (2024:
     # none in the 365 days since: lost) had bought

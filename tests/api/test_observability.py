@@ -288,6 +288,25 @@ def test_points_redeemed_counted(client, admin, pos) -> None:
     assert after["points_issued"] == before["points_issued"]  # an adjustment is not an earning
 
 
+def test_a_bulk_import_counts_its_purchases_and_points_once(app, runner, tmp_path) -> None:
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "customer_ref,external_id,occurred_at,amount,currency\n"
+        "obs-a,imp-1,2026-01-05,29.99,EUR\nobs-b,imp-2,2026-01-06,10,EUR\n"
+        "obs-b,imp-3,2026-01-07,0.5,EUR\n",
+        encoding="utf-8",
+    )
+    before = _business()
+    out = runner.invoke(args=["loyalty", "import-purchases", str(history)])
+    assert out.exit_code == 0, out.output
+    after = _business()
+    assert after["purchases_recorded"] - before["purchases_recorded"] == 3
+    assert after["points_issued"] - before["points_issued"] == 29 + 10 + 0
+    # a second run of the same file writes nothing, and counts nothing
+    assert runner.invoke(args=["loyalty", "import-purchases", str(history)]).exit_code == 0
+    assert _business() == after
+
+
 def test_rolled_back_transaction_counts_nothing(app) -> None:
     from loyalty.domain import tally
     from loyalty.extensions import db

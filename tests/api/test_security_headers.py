@@ -81,6 +81,7 @@ def test_the_docs_page_loads_under_its_csp(client) -> None:
     assert csp["default-src"] == ["'none'"] and csp["frame-ancestors"] == ["'none'"]
     assert csp["connect-src"] == ["'self'"]  # the document and "Try it out": this app only
     assert "'unsafe-inline'" not in csp["script-src"] and "'unsafe-eval'" not in csp["script-src"]
+    assert csp["style-src"] == ["'self'", "'unsafe-inline'"]  # Swagger UI's style attributes
     page = _Page()
     page.feed(r.get_data(as_text=True))
     assert page.handlers == []

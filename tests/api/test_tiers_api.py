@@ -287,8 +287,8 @@ def test_the_demo_has_a_tier_table(app, runner) -> None:
     ]
 
 
-def test_the_spend_is_read_on_a_purchase_only_below_the_top_tier_of_a_tiered_programme(
-    client, admin, pos, member, monkeypatch
+def test_the_spend_is_read_on_a_purchase_only_when_its_gross_spend_reaches_the_next_tier(
+    app, client, admin, pos, member, monkeypatch
 ) -> None:
     reads: list[int] = []
     real = tiers.spend_since
@@ -305,7 +305,20 @@ def test_the_spend_is_read_on_a_purchase_only_below_the_top_tier_of_a_tiered_pro
     assert reads == []  # the top tier: no query
     other = client.post("/api/v1/members", json={"name": "Bo"}, headers=pos).json
     buy(client, pos, other, "below", 1000)
-    assert reads == [other["id"]]
+    assert reads == []  # all they ever bought is below Silver: no window can reach it
+    give_back(client, pos, buy(client, pos, other, "returned", 3000), "r-returned", 3000)
+    assert reads == [other["id"]]  # the return's own check (`immediate`: it may lower a tier)
+    reads.clear()  # 4,000 bought
+    reaching = buy(client, pos, other, "reaching", SILVER["qualifying_spend"] - 4000)
+    assert reads == [other["id"]]  # 10,000 bought, 7,000 net (the return): still no Silver
+    with app.app_context():
+        assert db.session.get(Member, other["id"]).gross_spend == 10000
+        assert db.session.get(Member, other["id"]).tier is None
+    assert reaching["points_earned"] > 0
+    buy(client, pos, other, "silver", 3000)
+    with app.app_context():
+        assert db.session.get(Member, other["id"]).tier == "Silver"  # raised at once
+    assert reads == [other["id"], other["id"]]
 
 
 def test_end_of_period_calendar_year_holds_last_years_tier_through_this_year(

@@ -20,7 +20,7 @@ def test_the_periodic_jobs_and_their_times(queue) -> None:
     def due(hour: int, minute: int) -> set[str]:
         return {t.name for t in queue.huey.read_periodic(datetime(2026, 12, 1, hour, minute))}
 
-    every_minute = {"stripe_sweep", "campaign_sweep", "release_expired"}
+    every_minute = {"stripe_sweep", "campaign_sweep", "release_expired", "metrics_rollup"}
     assert due(3, 5) == every_minute | {"expire_points"}  # hourly: midnight in any zone
     assert due(0, 5) == every_minute | {"expire_points"}
     assert due(3, 17) == every_minute | {"prune_idempotency"}

@@ -246,6 +246,19 @@ def test_verify_finds_a_tampered_balance(session, till) -> None:
     assert any("points_earned" in p for p in ledger.verify(session).problems)
 
 
+def test_a_purchase_adds_its_amount_to_the_gross_spend_and_verify_checks_it(session, till) -> None:
+    m = factories.member(session)
+    p, _ = buy(session, till, m, 1000)
+    buy(session, till, m, 50)  # earns no point (below one euro): still counted
+    give_back(session, till, p, 500)  # a return takes nothing off: a bound, not the net
+    session.flush()
+    session.refresh(m)
+    assert m.gross_spend == 1050
+    assert ledger.verify(session).ok
+    session.execute(text("UPDATE members SET gross_spend = 1049 WHERE id = :id"), {"id": m.id})
+    assert any("gross spend" in p for p in ledger.verify(session).problems)
+
+
 def test_quote_changes_nothing(session, till) -> None:
     m = factories.member(session)
     q = checkout.quote(session, {"member_id": m.id, "amount": 2599, "currency": "EUR"})

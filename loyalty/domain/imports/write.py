@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from loyalty.domain import ledger
+from loyalty.domain import ledger, tally
 from loyalty.domain.clients import system_actor
 from loyalty.domain.imports.parse import Row
 from loyalty.domain.sql import bigint_array
@@ -95,12 +95,16 @@ def prepare(session: Session, *, currency: str, now: datetime) -> Target:
 def write_batch(session: Session, rows: list[Row], target: Target) -> Written:
     """Writes one batch of checked rows in the session's transaction, which the caller begins,
     commits or rolls back: the direct way where it can (PostgreSQL), else the staging way.
-    Raises ImportReferenceError, and the database's errors."""
+    Raises ImportReferenceError, and the database's errors. The purchases and points it wrote
+    are noted for the service's counters (`tally`), counted once the caller commits."""
+    written = None
     if session.get_bind().dialect.name == "postgresql":
         written = _write_direct(session.connection(), rows, target)
-        if written is not None:
-            return written
-    return _write_staging(session, rows, target)
+    if written is None:
+        written = _write_staging(session, rows, target)
+    tally.note(session, tally.PURCHASES_RECORDED, written.imported)
+    tally.note(session, tally.POINTS_ISSUED, written.points_earned)
+    return written
 
 
 # check -----------------------------------------------------------------------------------------
@@ -183,13 +187,15 @@ def _direct(cur: Any, rows: list[Row], target: Target) -> Written:
     copied, earnings = _copy_purchases(cur, rows, purchase_ids, member_of, target)
     members = _prove_purchase_references(cur, (copied, len(rows)), set(member_of), target.client_id)
     _prove_entry_references(earnings, set(purchase_ids), members)
+    spend: dict[int, int] = {}
+    for row, member_id in zip(rows, member_of, strict=True):
+        spend[member_id] = spend.get(member_id, 0) + row[4]
     earned, updated = ledger.copy_earnings(
-        cur, earnings, balances, client_id=target.client_id, actor_name=IMPORT_ACTOR,
-        now=target.now,
+        cur, earnings, balances, spend=spend, client_id=target.client_id,
+        actor_name=IMPORT_ACTOR, now=target.now,
     )  # fmt: skip
-    members_earning = len({member_id for member_id, _, _ in earnings})
-    if updated != members_earning:
-        raise ImportReferenceError(f"updated {updated} of {members_earning} members")
+    if updated != len(spend):
+        raise ImportReferenceError(f"updated {updated} of {len(spend)} members")
     if previous_role is not None:
         cur.execute("SELECT set_config('session_replication_role', %s, true)", (previous_role,))
     return Written(
@@ -446,7 +452,7 @@ def _post_earnings(session: Session, target: Target) -> int:
     posted, updated = ledger.credit_earnings_from(
         session, _NEW.name, client_id=target.client_id, actor_name=IMPORT_ACTOR, now=target.now
     )
-    members = conn.execute(_EARNING_MEMBERS).scalar()
+    members = conn.execute(_MEMBERS_OF_NEW).scalar()
     if posted != earning_rows or updated != members:
         raise ImportReferenceError(
             f"posted {posted} of {earning_rows} entries, updated {updated} of {members} "
@@ -456,7 +462,7 @@ def _post_earnings(session: Session, target: Target) -> int:
 
 
 _EARNINGS = text("SELECT COUNT(*), COALESCE(SUM(points), 0) FROM import_new WHERE points > 0")
-_EARNING_MEMBERS = text("SELECT COUNT(DISTINCT member_id) FROM import_new WHERE points > 0")
+_MEMBERS_OF_NEW = text("SELECT COUNT(DISTINCT member_id) FROM import_new")
 
 
 def _sql(statement: str) -> Any:
