@@ -13,10 +13,11 @@ connecting (CONNECT_TIMEOUT), each statement (LOYALTY_READ_STATEMENT_TIMEOUT_MS,
 `tcp_user_timeout`: the kernel gives up on it within seconds, not the ~15 minutes of TCP
 retransmissions). Any of these, like any `OperationalError` from the replica, is a 503.
 
-How far behind: 0 when the replica has replayed all the WAL it received, else the seconds since
-the last transaction it replayed committed on the primary (pg_last_xact_replay_timestamp). A
-replica that receives nothing (its primary gone) looks up to date by this measure; the primary's
-`pg_stat_replication` is where to watch for that.
+How far behind: 0 when the replica streams from the primary (its WAL receiver is there and, as
+far as the role may see, streaming) and has replayed all it received; else the seconds since the
+last transaction it replayed committed on the primary (pg_last_xact_replay_timestamp). So a
+replica cut off from its primary (the receiver gone or reconnecting) says how old its figures
+are, instead of looking up to date because it replayed all it got.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ _LAG = text(
     SELECT CASE
              WHEN NOT pg_is_in_recovery() THEN 0
              WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn()
+                  AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver
+                               -- status is NULL for a role without pg_read_all_stats
+                               WHERE status IS NULL OR status = 'streaming')
                THEN 0
              ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
            END

@@ -164,6 +164,20 @@ def _buy(client, pos, member_id: int, n: int, day: str = "2026-03-10") -> None:
         assert client.post("/api/v1/purchases", json=body, headers=pos).status_code == 201
 
 
+def _cut_off(port: int, dbname: str) -> None:
+    """The replica's WAL receiver pointed at nothing: it stops streaming from the primary."""
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=dbname,
+                         autocommit=True) as replica:  # fmt: skip
+        replica.execute("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1'")
+        replica.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while replica.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+        ).fetchone() != (False,):
+            assert time.monotonic() < deadline, "the WAL receiver kept streaming"
+            time.sleep(0.1)
+
+
 def test_metrics_read_from_the_replica_say_how_far_behind_and_survive_it_going_down(
     app, client, make_app, pos, api_key, database_url, replica_port
 ) -> None:
@@ -208,6 +222,15 @@ def test_metrics_read_from_the_replica_say_how_far_behind_and_survive_it_going_d
     _caught_up(replica_port, str(dbname))
     r = replicated.get(f"/api/v1/metrics/retention?{PERIOD}", headers=reports)
     assert r.json["purchases"] == 4 and r.json["replica_lag_seconds"] < LAG_TOLERANCE, r.json
+
+    # cut off from the primary (its WAL receiver cannot connect): the figures it still has, and
+    # how old they are (it replayed all it received, which does not make it up to date)
+    _cut_off(replica_port, str(dbname))
+    _buy(client, pos, member["id"], 1)  # on the primary only
+    time.sleep(3)
+    r = replicated.get(f"/api/v1/metrics/retention?{PERIOD}", headers=reports)
+    assert r.status_code == 200, r.json
+    assert r.json["purchases"] == 4 and r.json["replica_lag_seconds"] >= 3, r.json
 
     # down: 503 with its code, or the primary when falling back is configured
     _stop(replica_port)
