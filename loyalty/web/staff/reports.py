@@ -78,9 +78,12 @@ def dashboard() -> Any:
     """Retention and churn per month and quarter, cohorts, NPS/CES/CSAT, segments, voucher
     uplift: the metrics of docs/metrics.md over the last whole months."""
     months = current_app.config["LOYALTY_STAFF_DASHBOARD_MONTHS"]
-    with readdb.reading() as source:  # the replica, when one is configured, as the API's metrics
-        data = backoffice.dashboard(source.session, utcnow().date(), span_months=months)
-        where = source.stamp({})
+    # the replica, when one is configured, as the API's metrics (the primary if it fails during
+    # the read and LOYALTY_READ_FALLBACK=1)
+    data, source = readdb.read(
+        lambda session: backoffice.dashboard(session, utcnow().date(), span_months=months)
+    )
+    where = source.stamp({})
     return render_template("staff/dashboard.html", data=data, charts=_charts(data), source=where)
 
 
