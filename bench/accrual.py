@@ -33,6 +33,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -144,6 +145,22 @@ def load_members(url: str, n: int) -> None:
         conn.commit()
         conn.autocommit = True
         cur.execute("VACUUM ANALYZE")
+
+
+def post_in_process(client: Any, key: str, member_id: int, tag: str) -> None:
+    """One purchase of 12.50 by member `member_id`'s card through Flask's test client (the
+    in-process benches: bench/cpu.py, bench/instructions.py), with its Idempotency-Key."""
+    resp = client.post(
+        "/api/v1/purchases",
+        json={
+            "card_number": card_number(member_id),
+            "amount": 1250,
+            "currency": "EUR",
+            "external_id": f"{tag}-{uuid.uuid4().hex}",
+        },
+        headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert resp.status_code == 201, resp.get_data(as_text=True)
 
 
 def run_cli(env: dict[str, str], *args: str) -> str:

@@ -21,7 +21,6 @@ import os
 import pstats
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,17 +50,7 @@ def main() -> None:
         client = create_app(json.loads(args.config)).test_client()
 
         def purchase(i: int) -> None:
-            resp = client.post(
-                "/api/v1/purchases",
-                json={
-                    "card_number": accrual.card_number(i % MEMBERS + 1),
-                    "amount": 1250,
-                    "currency": "EUR",
-                    "external_id": f"cpu-{uuid.uuid4().hex}",
-                },
-                headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex},
-            )
-            assert resp.status_code == 201, resp.get_data(as_text=True)
+            accrual.post_in_process(client, key, i % MEMBERS + 1, "cpu")
 
         for i in range(300):  # warm-up: connections, prepared statements, caches
             purchase(i)

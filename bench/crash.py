@@ -46,7 +46,8 @@ import psycopg
 if __package__ in (None, ""):  # run as a script: bench/ is not a package on sys.path then
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import Client, PrivatePostgres, Stack, card_number, load_members, make_workdir
+from bench.accrual import card_number, load_members
+from bench.stack import Client, PrivatePostgres, Stack, make_workdir
 
 OK = (200, 201, 202)
 #: members 1..LAPSED bought once, 30 days ago, and never again: what the win-back campaigns

@@ -32,7 +32,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -128,17 +127,7 @@ def count(args: argparse.Namespace, url: str, key: str) -> None:
     client = app.test_client()
 
     def purchase(i: int) -> None:
-        resp = client.post(
-            "/api/v1/purchases",
-            json={
-                "card_number": accrual.card_number(i % MEMBERS + 1),
-                "amount": 1250,
-                "currency": "EUR",
-                "external_id": f"ins-{uuid.uuid4().hex}",
-            },
-            headers={"Authorization": f"Bearer {key}", "Idempotency-Key": uuid.uuid4().hex},
-        )
-        assert resp.status_code == 201, resp.get_data(as_text=True)
+        accrual.post_in_process(client, key, i % MEMBERS + 1, "ins")
 
     for i in range(WARM_UP):
         purchase(i)

@@ -43,15 +43,8 @@ import psycopg
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.stack import (
-    Client,
-    PrivatePostgres,
-    Stack,
-    card_number,
-    load_members,
-    make_workdir,
-    rss_kib,
-)
+from bench.accrual import card_number, load_members
+from bench.stack import Client, PrivatePostgres, Stack, make_workdir, rss_kib
 
 
 @dataclass

@@ -15,7 +15,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from bench.accrual import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -43,24 +44,6 @@ SERVER_ENV = {
     # campaigns in small batches: a kill lands in the middle of one more often
     "LOYALTY_CAMPAIGN_BATCH": "5",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def luhn(payload: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(payload)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return payload + str((10 - total % 10) % 10)
-
-
-def card_number(member_id: int) -> str:
-    return luhn(f"990{member_id:012d}")
 
 
 def _pg_bin() -> Path:
@@ -152,25 +135,6 @@ class PrivatePostgres:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
-
-
-def load_members(url: str, n: int) -> None:
-    """N members with one card each, by COPY."""
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy(
-            "COPY members (id, marketing_consent, points, held, available_floor, created_at,"
-            " updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(1, n + 1):
-                copy.write_row((i, False, 0, 0, 0, now, now))
-        with cur.copy("COPY cards (number, member_id, status, created_at) FROM STDIN") as copy:
-            for i in range(1, n + 1):
-                copy.write_row((card_number(i), i, "active", now))
-        cur.execute("SELECT setval('members_id_seq', %s)", (n,))
-        conn.commit()
 
 
 def _children(pid: int) -> list[int]:

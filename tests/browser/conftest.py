@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,16 +133,21 @@ def _wait_ready(base: str, log_path: Path) -> None:
     pytest.fail("gunicorn did not become ready:\n" + log_path.read_text())
 
 
-@pytest.fixture(scope="session")
-def live(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[Live]:
-    """gunicorn on a free loopback port and a fresh database (migrated, an admin key made)."""
-    tmp = Path(tempfile.mkdtemp(prefix="loyalty-browser-"))
+@contextmanager
+def served(
+    new_database: Callable[[str], AbstractContextManager[str]],
+    prefix: str,
+    prepare: Callable[[Live], None],
+) -> Iterator[Live]:
+    """gunicorn on a free loopback port and a fresh database, migrated, then `prepare(live)`
+    (keys, demo data, ...) before the server starts; no traceback in its log at the end."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with ExitStack() as stack:
         env = {
             **os.environ,
-            "DATABASE_URL": stack.enter_context(new_database("loyalty_browser")),
+            "DATABASE_URL": stack.enter_context(new_database(prefix.replace("-", "_"))),
             "FLASK_APP": "wsgi",
             "LOYALTY_PUBLIC_URL": base,
             "LOYALTY_JOBS_FILE": str(tmp / "jobs.sqlite3"),
@@ -151,10 +156,7 @@ def live(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator
         }
         live = Live(base, env, tmp / "gunicorn.log")
         live.flask("db", "upgrade")
-        live.admin_key, live.pos_key = (
-            live.flask("loyalty", "create-api-key", f"browser-{s}", "--scope", s).split()[-1]
-            for s in ("admin", "pos")
-        )
+        prepare(live)
         log = stack.enter_context(open(live.log_path, "w"))
         server = subprocess.Popen(
             [str(BIN / "gunicorn"), "--workers", "1", "--threads", "4", "--bind",
@@ -168,6 +170,20 @@ def live(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator
             server.terminate()
             server.wait(timeout=30)
         assert "Traceback" not in live.server_log(), live.server_log()[-6000:]
+
+
+@pytest.fixture(scope="session")
+def live(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[Live]:
+    """gunicorn on a free loopback port and a fresh database (migrated, an admin key made)."""
+
+    def keys(live: Live) -> None:
+        live.admin_key, live.pos_key = (
+            live.flask("loyalty", "create-api-key", f"browser-{s}", "--scope", s).split()[-1]
+            for s in ("admin", "pos")
+        )
+
+    with served(new_database, "loyalty-browser", keys) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")

@@ -6,20 +6,16 @@ violation."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loyalty.ratelimits import SETTINGS as RATE_LIMIT_SETTINGS
-from tests.browser.conftest import BIN, ROOT, Live, _free_port, _wait_ready, assert_accessible
+from tests.browser.conftest import BIN, ROOT, Live, assert_accessible, served
 
 CHLOE_CARD = "9900000000000002"  # the demo's Chloé, 1,000 points
 REPORTS_PASSWORD = "reports account password"
@@ -36,44 +32,23 @@ class Demo:
 def demo(new_database: Callable[[str], AbstractContextManager[str]]) -> Iterator[Demo]:
     """gunicorn on a fresh database loaded by `seed-demo --history` (as `make run` does), with a
     `reports` account besides the demo's admin."""
-    tmp = Path(tempfile.mkdtemp(prefix="loyalty-staff-"))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    with ExitStack() as stack:
-        env = {
-            **os.environ,
-            "DATABASE_URL": stack.enter_context(new_database("loyalty_staff")),
-            "FLASK_APP": "wsgi",
-            "LOYALTY_PUBLIC_URL": base,
-            "LOYALTY_JOBS_FILE": str(tmp / "jobs.sqlite3"),
-            "LOYALTY_JOBS_IMMEDIATE": "1",
-            **dict.fromkeys(RATE_LIMIT_SETTINGS, "1000000/minute"),
-        }
-        live = Live(base, env, tmp / "gunicorn.log")
-        live.flask("db", "upgrade")
-        out = live.flask("loyalty", "seed-demo", "--history", "--url", base)
+    seeded: dict[str, str] = {}
+
+    def seed(live: Live) -> None:
+        out = live.flask("loyalty", "seed-demo", "--history", "--url", live.base_url)
         found = re.search(r"sign in as (\S+) \(admin\), password: (\S+)", out)
         assert found, out
+        seeded.update(email=found.group(1), password=found.group(2))
         live.admin_key = out.splitlines()[-1].split()[-1]
         subprocess.run(
             [str(BIN / "flask"), "loyalty", "create-staff", "reports@example.com", "--role",
              "reports", "--name", "Rita", "--password-stdin"],
-            input=REPORTS_PASSWORD + "\n", cwd=ROOT, env=env, text=True, check=True,
+            input=REPORTS_PASSWORD + "\n", cwd=ROOT, env=live.env, text=True, check=True,
             capture_output=True, timeout=120,
         )  # fmt: skip
-        log = stack.enter_context(open(live.log_path, "w"))
-        server = subprocess.Popen(
-            [str(BIN / "gunicorn"), "--workers", "1", "--threads", "4", "--bind",
-             f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            _wait_ready(base, live.log_path)
-            yield Demo(live, found.group(1), found.group(2))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-        assert "Traceback" not in live.server_log(), live.server_log()[-6000:]
+
+    with served(new_database, "loyalty-staff", seed) as live:
+        yield Demo(live, seeded["email"], seeded["password"])
 
 
 def sign_in(page: Any, demo: Demo, email: str, password: str) -> None:
