@@ -34,7 +34,10 @@ $FLASK loyalty seed-demo --history --url "$url" || exit
 
 # gunicorn's workers and the job worker write their Prometheus counters to one folder, and every
 # app server's /metrics adds them up (the job worker's job failures included)
+# (app servers' and the job worker's together); the folder starts empty on every run, as
+# prometheus_client asks, so counters of processes long gone are not added in
 export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/instance/prometheus}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
 
 $BIN/flask --app wsgi loyalty worker &
 worker=$!

@@ -66,6 +66,9 @@ def test_run_gives_the_server_and_the_worker_one_metrics_folder(tmp_path: Path) 
         SECRET_KEY="run-script-test",
         LOYALTY_JOBS_FILE=str(tmp_path / "jobs.sqlite3"),
     )
+    stale = ROOT / "instance" / "prometheus" / "counter_999999.db"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"")  # a dead process's counters, left from an earlier run
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         ["bash", "scripts/run.sh"],
@@ -77,16 +80,24 @@ def test_run_gives_the_server_and_the_worker_one_metrics_folder(tmp_path: Path) 
     )
     try:
         deadline = time.monotonic() + 180
-        metrics = None
+        answered = False
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
-                    metrics = r.read().decode()
+            try:  # counted once answered: the request's counter is written before its response
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3):
+                    answered = True
                     break
             except OSError:
                 time.sleep(0.5)
-        assert metrics is not None, (tmp_path / "run.log").read_text()[-3000:]
-        assert "loyalty_http_requests" in metrics
+        assert answered, (tmp_path / "run.log").read_text()[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+        healthz = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("loyalty_http_requests_total{") and 'route="/healthz"' in line
+        ]
+        assert healthz, metrics
+        assert not stale.exists()  # run.sh starts the folder empty
         children = {pid: _cmdline(pid) for pid in _descendants(proc.pid)}
         worker = [pid for pid, cmd in children.items() if "loyalty worker" in cmd]
         server = [pid for pid, cmd in children.items() if "gunicorn" in cmd]
