@@ -342,8 +342,9 @@ _LOT_COLUMNS = (
     "pending_until",
     "created_at",
 )
-_LOT_OWN = ("entry_id", "points", "remaining")
 _LOTS = cast(Table, PointLot.__table__)
+#: credit()'s lot
+_INSERT_LOT = Fast(insert(_LOTS).values({c: bindparam(c) for c in _LOT_COLUMNS}))
 
 
 def _rows(columns: tuple[str, ...], own: tuple[str, ...], count: int) -> list[dict[str, Any]]:
@@ -352,19 +353,15 @@ def _rows(columns: tuple[str, ...], own: tuple[str, ...], count: int) -> list[di
     return [{c: bindparam(f"{c}_{i}" if c in own else c) for c in columns} for i in range(count)]
 
 
-#: credit()'s multi-row INSERTs, one pair of prepared statements per number of awards
-_INSERTS: dict[int, tuple[Fast, Fast]] = {}
+#: credit()'s multi-row INSERTs of entries, one prepared statement per number of awards
+_INSERTS: dict[int, Fast] = {}
 
 
-def _inserts(count: int) -> tuple[Fast, Fast]:
-    """The INSERT of `count` entries (RETURNING id, balance_after) and of their lots."""
+def _inserts(count: int) -> Fast:
+    """The INSERT of `count` entries (RETURNING id, balance_after)."""
     if count not in _INSERTS:
         entries = insert(_ENTRIES).values(_rows(_EARN_COLUMNS, _ENTRY_OWN, count))
-        lots = insert(_LOTS).values(_rows(_LOT_COLUMNS, _LOT_OWN, count))
-        _INSERTS[count] = (
-            Fast(entries.returning(_ENTRIES.c.id, _ENTRIES.c.balance_after)),
-            Fast(lots),
-        )
+        _INSERTS[count] = Fast(entries.returning(_ENTRIES.c.id, _ENTRIES.c.balance_after))
     return _INSERTS[count]
 
 
@@ -452,15 +449,19 @@ def credit_all(
     terms: LotTerms | None = None,
     spend: int = 0,
 ) -> Credited:
-    """Add the awards' points (each > 0), one entry and lot per award in their order, without
-    loading the member: the balance after them. `terms` (the programme's by default, one query
-    more) set the lots' expiry and pending time, counted from `now`. `spend`: the purchase's
-    amount, added to the member's gross spend in the same UPDATE.
+    """Add the awards' points (each > 0), one entry per award in their order and one lot for
+    them all, without loading the member: the balance after them. `terms` (the programme's by
+    default, one query more) set the lot's expiry and pending time, counted from `now`.
+    `spend`: the purchase's amount, added to the member's gross spend in the same UPDATE.
 
     For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
     three statements whatever the number of awards. The UPDATE adds their total, locks the row
     and its RETURNING gives the balance before them, from which each entry's `balance_after`
-    follows; one INSERT makes the entries, one their lots. Raises NotFound.
+    follows; one INSERT makes the entries, one their lot. The awards of one credit share their
+    terms (same expiry, same pending time, same purchase), so one lot holds them: it is what
+    separate lots would be together (a lot pays the debt there was first, so its remaining is
+    the part of the total above zero), one row and its index entries fewer per bonus; the lot
+    names the credit's first entry. Raises NotFound.
     """
     if not awards or any(a.points <= 0 or a.kind not in ("earn", "bonus") for a in awards):
         raise ValueError("credit() adds earned points; use post() for anything else")
@@ -484,18 +485,21 @@ def credit_all(
     after = Credited(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
     shared = {"member_id": member_id, "purchase_id": purchase_id, "created_at": now}
     balances = list(accumulate((a.points for a in awards), initial=after.points - total))[1:]
-    entries, lots = _inserts(len(awards))
     who = {"api_client_id": actor.client_id, "actor": actor.name}
-    ids = _insert_entries(conn, entries, awards, balances, {**shared, **who})
-    params = {**shared, "expires_at": terms.expires_at(now), "pending_until": pending_until}
-    for i, (award, balance) in enumerate(zip(awards, balances, strict=True)):
+    ids = _insert_entries(conn, _inserts(len(awards)), awards, balances, {**shared, **who})
+    for award in awards:
         tally.note_entry(session, award.kind, award.points)
-        params |= {
-            f"entry_id_{i}": ids[balance],
-            f"points_{i}": award.points,
-            f"remaining_{i}": _lot_remaining(award.points, balance),
-        }
-    lots.run(conn, params)
+    _INSERT_LOT.run(
+        conn,
+        {
+            **shared,
+            "entry_id": ids[balances[0]],
+            "points": total,
+            "remaining": _lot_remaining(total, after.points),
+            "expires_at": terms.expires_at(now),
+            "pending_until": pending_until,
+        },
+    )
     return after
 
 
