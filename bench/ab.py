@@ -18,6 +18,10 @@ sequential scans (a missing index or a stale plan shows up there).
 weekday, window, minimum-spend, category and tier conditions; no budget) and a tier table before
 the load, so `new=wsgi:app old=/tmp/wt/old::wsgi:app` (a worktree of the commit before earning
 rules) measures what earning by rules and tiers costs the purchase path.
+`--earning-rules-for NAME[,NAME]`: only the servers named get them, from a second database made
+from the first (`CREATE DATABASE … TEMPLATE`: the same members, cards and key), so that
+`rules=wsgi:app none=wsgi:app --earning-rules-for rules` measures what rules and tiers cost the
+same code, side by side.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -111,7 +116,7 @@ def add_earning_rules(env: dict[str, str], url: str) -> None:
         )
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("servers", nargs="+", help="NAME=[DIR::]TARGET[|flags]")
     parser.add_argument("--rounds", type=int, default=3)
@@ -122,57 +127,92 @@ def main() -> None:
         "--earning-rules", action="store_true", help="five active earning rules and tiers on"
     )
     parser.add_argument(
+        "--earning-rules-for",
+        default="",
+        metavar="NAME[,NAME]",
+        help="only these servers get the rules and tiers (a second database)",
+    )
+    parser.add_argument(
         "--client",
         choices=("wrk", "python"),
         default=accrual.DEFAULT_CLIENT,
         help="load generator (as in bench/accrual.py)",
     )
-    args = parser.parse_args()
-    load = accrual.load_wrk if args.client == "wrk" else accrual.load
+    return parser.parse_args()
 
+
+def set_up(args: argparse.Namespace, dbname: str, url: str) -> tuple[str, dict[str, dict]]:
+    """The database(s): migrations, members, the till key (and the rules where asked). The key
+    and each server's environment, by name."""
+    env = {**os.environ, **accrual.SERVER_ENV, "DATABASE_URL": url}
+    accrual.run_cli(env, "db", "upgrade")
+    accrual.load_members(url, args.members)
+    if args.earning_rules:
+        add_earning_rules(env, url)
+    out = accrual.run_cli(env, "loyalty", "create-api-key", "bench-till", "--scope", "pos")
+    key = out.strip().splitlines()[-1]
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT id FROM api_clients WHERE name = 'bench-till'").fetchone()
+        env["BARE_CLIENT_ID"] = str(row[0])
+    envs = {spec.partition("=")[0]: env for spec in args.servers}
+    ruled = {name for name in args.earning_rules_for.split(",") if name}
+    if ruled:
+        rules_env = {**env, "DATABASE_URL": copy_database(dbname, f"{dbname}_rules")}
+        add_earning_rules(rules_env, rules_env["DATABASE_URL"])
+        envs |= {name: rules_env for name in ruled}
+    return key, envs
+
+
+def start(args: argparse.Namespace, dbname: str, envs: dict[str, dict]) -> tuple[list, dict]:
+    """Each server on a port of its own, listening: the processes and the ports by name."""
+    servers: list[subprocess.Popen] = []
+    ports: dict[str, int] = {}
+    for spec in args.servers:
+        name, _, rest = spec.partition("=")
+        ports[name] = accrual.free_port()
+        cmd, cwd = server_command(rest, ports[name])
+        log = open(Path(tempfile.gettempdir()) / f"{dbname}_{name}.log", "w")  # noqa: SIM115
+        servers.append(subprocess.Popen(cmd, cwd=cwd, env=envs[name], stdout=log, stderr=log))
+        wait_until_listening(servers[-1], ports[name], log.name)
+    return servers, ports
+
+
+def rounds(args: argparse.Namespace, load: Any, key: str, ports: dict[str, int]) -> None:
+    """The interleaved loads, and the medians per server."""
+    results: dict[str, list[dict]] = {name: [] for name in ports}
+    names = list(ports)
+    for r in range(1, args.rounds + 1):
+        # each round starts one server later, so no server always runs first or last
+        k = (r - 1) % len(names)
+        for name in names[k:] + names[:k]:
+            res = load(ports[name], key, args.members, args.clients, args.seconds)
+            results[name].append(res)
+            print(
+                f"round {r} {name}: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
+                f"p99 {res['p99_ms']:.1f} ms, {res['errors']} errors",
+                flush=True,
+            )
+    for name, rows in results.items():
+        print(
+            f"median {name}: {statistics.median(x['rps'] for x in rows):.0f} req/s, "
+            f"p99 {statistics.median(x['p99_ms'] for x in rows):.1f} ms"
+        )
+
+
+def main() -> None:
+    args = arguments()
+    load = accrual.load_wrk if args.client == "wrk" else accrual.load
     dbname, url = accrual.create_database()
     servers: list[subprocess.Popen] = []
     try:
-        env = {**os.environ, **accrual.SERVER_ENV, "DATABASE_URL": url}
-        accrual.run_cli(env, "db", "upgrade")
-        accrual.load_members(url, args.members)
-        if args.earning_rules:
-            add_earning_rules(env, url)
-        out = accrual.run_cli(env, "loyalty", "create-api-key", "bench-till", "--scope", "pos")
-        key = out.strip().splitlines()[-1]
-        with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT id FROM api_clients WHERE name = 'bench-till'").fetchone()
-            env["BARE_CLIENT_ID"] = str(row[0])
-        ports: dict[str, int] = {}
-        for spec in args.servers:
-            name, _, rest = spec.partition("=")
-            ports[name] = accrual.free_port()
-            cmd, cwd = server_command(rest, ports[name])
-            log = open(Path(tempfile.gettempdir()) / f"{dbname}_{name}.log", "w")  # noqa: SIM115
-            servers.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=log))
-            wait_until_listening(servers[-1], ports[name], log.name)
+        key, envs = set_up(args, dbname, url)
+        servers, ports = start(args, dbname, envs)
         for port in ports.values():
             load(port, key, args.members, args.clients, 2)  # warm-up
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ANALYZE")
-        results: dict[str, list[dict]] = {name: [] for name in ports}
-        names = list(ports)
-        for r in range(1, args.rounds + 1):
-            # each round starts one server later, so no server always runs first or last
-            k = (r - 1) % len(names)
-            for name in names[k:] + names[:k]:
-                res = load(ports[name], key, args.members, args.clients, args.seconds)
-                results[name].append(res)
-                print(
-                    f"round {r} {name}: {res['rps']:.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
-                    f"p99 {res['p99_ms']:.1f} ms, {res['errors']} errors",
-                    flush=True,
-                )
-        for name, rows in results.items():
-            print(
-                f"median {name}: {statistics.median(x['rps'] for x in rows):.0f} req/s, "
-                f"p99 {statistics.median(x['p99_ms'] for x in rows):.1f} ms"
-            )
+        for database_url in {e["DATABASE_URL"] for e in envs.values()}:
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("ANALYZE")
+        rounds(args, load, key, ports)
         with psycopg.connect(url) as conn:
             for table, scans, rows_read in conn.execute(
                 "SELECT relname, seq_scan, seq_tup_read FROM pg_stat_user_tables"
@@ -184,6 +224,14 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
         accrual.drop_database(dbname)
+        accrual.drop_database(f"{dbname}_rules")  # IF EXISTS
+
+
+def copy_database(source: str, name: str) -> str:
+    """A copy of database `source` (nobody connected to it) as `name`; its URL."""
+    with psycopg.connect(accrual.ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    return accrual.ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import text
 
+from loyalty import readdb
 from loyalty.app import create_app
 from loyalty.domain.context import Actor
 from loyalty.domain.program import ensure_program
@@ -168,6 +169,8 @@ def make_app(app: Flask) -> Iterator[Callable[..., Flask]]:
         for other in made:
             with other.app_context():
                 db.engine.dispose()
+            if readdb.EXTENSION in other.extensions:  # LOYALTY_READ_DATABASE_URL's engine
+                other.extensions[readdb.EXTENSION].dispose()
         vars(api).clear()
         vars(api).update(bound)
 

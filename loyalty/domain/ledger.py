@@ -457,11 +457,9 @@ def credit_all(
     For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
     three statements whatever the number of awards. The UPDATE adds their total, locks the row
     and its RETURNING gives the balance before them, from which each entry's `balance_after`
-    follows; one INSERT makes the entries, one their lot. The awards of one credit share their
-    terms (same expiry, same pending time, same purchase), so one lot holds them: it is what
-    separate lots would be together (a lot pays the debt there was first, so its remaining is
-    the part of the total above zero), one row and its index entries fewer per bonus; the lot
-    names the credit's first entry. Raises NotFound.
+    follows; one INSERT makes the entries, one their lot. The awards share their terms, so one
+    lot (naming the first entry) holds what a lot per award would hold together, one row fewer
+    per bonus. Raises NotFound.
     """
     if not awards or any(a.points <= 0 or a.kind not in ("earn", "bonus") for a in awards):
         raise ValueError("credit() adds earned points; use post() for anything else")

@@ -274,7 +274,8 @@ class Gap:
 @dataclass(frozen=True)
 class Clock:
     """What decides whether a gap may go. PostgreSQL: `now` is the server's clock, `xmin` the
-    oldest other transaction still running (pg_snapshot_xmin, this one left out), `horizon` the
+    oldest other transaction still running on this database (from pg_snapshot_xip, this one
+    left out; those of the cluster's other databases cannot fill a gap), `horizon` the
     next transaction id (pg_snapshot_xmax), `oldest` the start of the oldest other transaction
     open on this database (None: none). SQLite: `now` only."""
 
@@ -299,7 +300,11 @@ class Clock:
 _CLOCK = text(
     """
     SELECT clock_timestamp(),
-           COALESCE((SELECT MIN(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) x),
+           COALESCE((SELECT MIN(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) x
+                      -- this database's: another database's cannot write our purchases
+                      WHERE x::text::bigint % 4294967296 IN (
+                        SELECT backend_xid::text::bigint FROM pg_stat_activity
+                         WHERE datname = current_database() AND backend_xid IS NOT NULL)),
                     pg_snapshot_xmax(pg_current_snapshot())::text::bigint),
            pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
            (SELECT MIN(xact_start) FROM pg_stat_activity

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.postgres
 
 PERIOD = "start=2026-03-01&end=2026-03-31"
 #: the lag an up-to-date replica may show while other databases of the cluster write (seconds)
-LAG_TOLERANCE = 3
+LAG_TOLERANCE = 6  # up to date: 0, or a moment's replay behind the primary's other databases
 
 
 def _bin(name: str) -> str | None:
@@ -282,6 +282,3 @@ def test_a_hung_read_database_gives_a_503_in_bounded_time_not_a_500(
         assert (r.json["read_from"], r.json["purchases"]) == ("primary", 0)
     finally:
         lock.close()
-        for made in (hung, fallback_app):
-            if readdb.EXTENSION in made.extensions:
-                made.extensions[readdb.EXTENSION].dispose()
