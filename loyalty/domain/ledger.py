@@ -454,12 +454,10 @@ def credit_all(
     default, one query more) set the lot's expiry and pending time, counted from `now`.
     `spend`: the purchase's amount, added to the member's gross spend in the same UPDATE.
 
-    For earning, where no check is needed before the write, so no SELECT … FOR UPDATE either:
-    three statements whatever the number of awards. The UPDATE adds their total, locks the row
-    and its RETURNING gives the balance before them, from which each entry's `balance_after`
-    follows; one INSERT makes the entries, one their lot. The awards share their terms, so one
-    lot (naming the first entry) holds what a lot per award would hold together, one row fewer
-    per bonus. Raises NotFound.
+    For earning (no check before the write, so no SELECT … FOR UPDATE): three statements. The
+    UPDATE adds the total, locks the row and gives the balance each entry's `balance_after`
+    follows from; one INSERT makes the entries, one the lot, which (the awards sharing their
+    terms) holds what a lot per award would together and names the first entry. Raises NotFound.
     """
     if not awards or any(a.points <= 0 or a.kind not in ("earn", "bonus") for a in awards):
         raise ValueError("credit() adds earned points; use post() for anything else")
