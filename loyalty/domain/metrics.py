@@ -8,13 +8,12 @@ purchase and are reported separately, by when the return happened.
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Date, bindparam, func, select, text
+from sqlalchemy import Date, TextClause, bindparam, func, select, text
 from sqlalchemy.orm import Session
 
 from loyalty.domain import rollups
@@ -250,6 +249,7 @@ def cohorts(session: Session, start: date, end: date) -> dict[str, Any]:
 
 # vouchers --------------------------------------------------------------------------------------
 Z_95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+MICROSECONDS_A_DAY = 86_400_000_000
 
 
 @dataclass(frozen=True)
@@ -286,6 +286,14 @@ def _round(value: float | None, places: int = 4) -> float | None:
     return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def _micros_sql(column: str, dialect: str) -> str:
+    """SQL: a UTC timestamp (or a PostgreSQL interval) as integer microseconds, exact."""
+    if dialect == "postgresql":
+        return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
+    fraction = f"CAST(substr(substr({column}, 21) || '000000', 1, 6) AS INTEGER)"
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) * 1000000 + {fraction})"  # UTC text
+
+
 def _bought_within_validity(alias: str) -> str:
     """SQL: whether the member of row `alias` bought within its [valid_from, valid_until)."""
     return f"""EXISTS (SELECT 1 FROM purchases p
@@ -294,29 +302,142 @@ def _bought_within_validity(alias: str) -> str:
                       AND p.occurred_at < {alias}.valid_until)"""
 
 
-_PERIOD = (bindparam("begin", type_=UTCDateTime()), bindparam("stop", type_=UTCDateTime()))
-_VOUCHERS_ISSUED = (
-    text(
-        f"""
-    SELECT v.kind, v.campaign, v.status, v.created_at, v.valid_from, v.valid_until,
-           (SELECT MIN(p.occurred_at) FROM purchases p
-             WHERE p.member_id = v.member_id AND p.occurred_at > v.created_at) AS next_at,
-           {_bought_within_validity("v")} AS in_window
-      FROM vouchers v
-     WHERE v.kind IN ({", ".join(f"'{k}'" for k in VOUCHER_KINDS)})  -- the (kind, created_at) index
-       AND v.created_at >= :begin AND v.created_at < :stop
-    """
-    )
-    .bindparams(*_PERIOD)
-    .columns(created_at=UTCDateTime(), next_at=UTCDateTime())
-)
-_HOLDOUTS = text(
-    f"""
-    SELECT h.kind, h.campaign, {_bought_within_validity("h")} AS in_window
+# Per voucher issued in P, one index probe: first_at, the member's first purchase from the
+# earlier of the issue and valid_from. A voucher came back when its member bought after the issue
+# (`wait` to the first such purchase), bought when within [valid_from, valid_until): first_at
+# answers both, but for a first_at at or before the issue (the first purchase after it takes a
+# second probe) or before valid_from (a purchase on a come-back voucher's day of issue, before it
+# becomes valid: then whether one lies in the validity takes it). Treated when its campaign held
+# members of its kind out in P. Counted per kind with the two middle waits (the same one when
+# their number is odd); then per kind and campaign the holdout records of P, one probe each.
+# OFFSET 0 keeps PostgreSQL from copying a probe into every expression that reads its result.
+_VOUCHER_OUTCOMES = """
+    SELECT i.kind, CASE WHEN i.status = 'used' THEN 1 ELSE 0 END AS used,
+           CASE WHEN (i.kind, i.campaign) IN (SELECT h.kind, h.campaign FROM voucher_holdouts h
+                                               WHERE h.created_at >= :begin
+                                                 AND h.created_at < :stop)
+                THEN 1 ELSE 0 END AS treated,
+           CASE WHEN i.first_at > i.created_at THEN {wait_first}
+                WHEN i.first_at IS NOT NULL THEN
+                  (SELECT {wait_next} FROM purchases p
+                    WHERE p.member_id = i.member_id AND p.occurred_at > i.created_at)
+           END AS wait,
+           CASE WHEN i.first_at IS NULL THEN 0
+                WHEN i.first_at >= i.valid_from THEN
+                  CASE WHEN i.first_at < i.valid_until THEN 1 ELSE 0 END
+                WHEN {bought} THEN 1 ELSE 0
+           END AS bought
+      FROM (SELECT v.kind, v.campaign, v.status, v.member_id, v.created_at, v.valid_from,
+                   v.valid_until,
+                   (SELECT p.occurred_at FROM purchases p
+                     WHERE p.member_id = v.member_id
+                       AND p.occurred_at >= CASE WHEN v.valid_from < v.created_at
+                                                 THEN v.valid_from ELSE v.created_at END
+                     ORDER BY p.occurred_at LIMIT 1) AS first_at
+              FROM vouchers v
+             WHERE v.kind IN ({kinds})  -- the (kind, created_at) index
+               AND v.created_at >= :begin AND v.created_at < :stop
+            {fence}) i
+    {fence}
+"""
+_VOUCHER_FIGURES = """
+    SELECT 'issued' AS part, kind, NULL AS campaign, COUNT(*) AS n, SUM(used) AS a,
+           COUNT(wait) AS b, SUM(treated) AS c, SUM(treated * bought) AS d,
+           {lower} AS lower, {upper} AS upper
+      FROM {outcomes}
+     GROUP BY kind
+    UNION ALL
+    SELECT 'held', h.kind, h.campaign, COUNT(*), SUM(CASE WHEN {bought} THEN 1 ELSE 0 END),
+           NULL, NULL, NULL, NULL, NULL
       FROM voucher_holdouts h
      WHERE h.created_at >= :begin AND h.created_at < :stop
-    """
-).bindparams(*_PERIOD)
+     GROUP BY h.kind, h.campaign
+"""
+_PERIOD = (bindparam("begin", type_=UTCDateTime()), bindparam("stop", type_=UTCDateTime()))
+
+
+def _voucher_figures_sql(dialect: str) -> TextClause:
+    """The statement of `vouchers`, in the dialect's words. On PostgreSQL the waits are intervals
+    and percentile_disc(0.5) takes the ⌈n/2⌉-th in ascending order (the lower middle one) and in
+    descending order (the upper); SQLite ranks the waits (in µs) and takes ranks ⌊(n+1)/2⌋ and
+    ⌊(n+2)/2⌋. Either way exact integers of µs come out."""
+    if dialect == "postgresql":
+        waits = ("i.first_at - i.created_at", "MIN(p.occurred_at) - i.created_at")
+        middle = "percentile_disc(0.5) WITHIN GROUP (ORDER BY wait{})"
+        lower, upper = (_micros_sql(middle.format(order), dialect) for order in ("", " DESC"))
+        fence = "OFFSET 0"
+    else:
+        issue = _micros_sql("i.created_at", dialect)
+        first, after = (_micros_sql(at, dialect) for at in ("i.first_at", "MIN(p.occurred_at)"))
+        waits = (f"{first} - {issue}", f"{after} - {issue}")
+        middle = "{}(CASE WHEN k IN ((waits + 1) / 2, (waits + 2) / 2) THEN wait END)"
+        lower, upper = middle.format("MIN"), middle.format("MAX")
+        fence = ""
+    outcomes = _VOUCHER_OUTCOMES.format(
+        wait_first=waits[0],
+        wait_next=waits[1],
+        bought=_bought_within_validity("i"),
+        kinds=", ".join(f"'{k}'" for k in VOUCHER_KINDS),
+        fence=fence,
+    )
+    if dialect != "postgresql":  # each wait's rank in its kind, the waits first
+        outcomes = f"""(SELECT o.*, COUNT(wait) OVER (PARTITION BY kind) AS waits,
+                   ROW_NUMBER() OVER (PARTITION BY kind ORDER BY wait IS NULL, wait) AS k
+              FROM ({outcomes}) o)"""
+    sql = _VOUCHER_FIGURES.format(
+        outcomes=f"({outcomes}) o" if dialect == "postgresql" else f"{outcomes} o",
+        lower=lower,
+        upper=upper,
+        bought=_bought_within_validity("h"),
+    )
+    return text(sql).bindparams(*_PERIOD)
+
+
+@dataclass
+class _KindCounts:
+    """A kind's vouchers issued in P: issued, redeemed, came back, treated and treated that
+    bought, and the two middle waits (µs); its holdout records per campaign: (records, bought)."""
+
+    issued: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    middle: tuple[int, int] | None = None
+    held: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def _voucher_counts(session: Session, start: date, end: date) -> dict[str, _KindCounts]:
+    """Per kind, the counts of the vouchers and holdout records created in [start, end], in one
+    statement (one snapshot)."""
+    params = {"begin": midnight(start), "stop": midnight(end + timedelta(days=1))}
+    sql = _voucher_figures_sql(rollups.dialect_of(session))
+    counts = {k: _KindCounts() for k in VOUCHER_KINDS}
+    for part, kind, campaign, n, a, b, c, d, lower, upper in session.execute(sql, params):
+        if part == "held":
+            counts[kind].held[campaign] = (int(n), int(a))
+            continue
+        counts[kind].issued = (int(n), int(a), int(b), int(c), int(d))
+        if lower is not None:
+            counts[kind].middle = (int(lower), int(upper))
+    return counts
+
+
+def _holdout_figures(counts: _KindCounts) -> dict[str, Any]:
+    """Treated against holdout for a kind with holdout records in P."""
+    _, _, _, nt, xt = counts.issued
+    nh, xh = (sum(h[i] for h in counts.held.values()) for i in (0, 1))
+    test = two_proportion_test(xt, nt, xh, nh)
+    return {
+        "campaigns": sorted(counts.held),
+        "treated": nt,
+        "treated_bought": xt,
+        "treated_rate": ratio(xt, nt, 4),
+        "holdout": nh,
+        "holdout_bought": xh,
+        "holdout_rate": ratio(xh, nh, 4),
+        "uplift": _round(test.difference) if test else None,
+        "ci_low": _round(test.ci_low) if test else None,
+        "ci_high": _round(test.ci_high) if test else None,
+        "z": _round(test.z) if test else None,
+        "p_value": _round(test.p_value) if test else None,
+    }
 
 
 def vouchers(session: Session, start: date, end: date) -> dict[str, Any]:
@@ -324,48 +445,22 @@ def vouchers(session: Session, start: date, end: date) -> dict[str, Any]:
     issued, redeemed, redemption rate, came back and the median days from issue to the next
     purchase; where the kind had a holdout in the period, treated against holdout: the share
     that bought within the voucher's validity, the uplift and its 95% confidence interval."""
-    params = {"begin": midnight(start), "stop": midnight(end + timedelta(days=1))}
-    issued: dict[str, list[Any]] = {k: [] for k in VOUCHER_KINDS}
-    for row in session.execute(_VOUCHERS_ISSUED, params):
-        issued[row.kind].append(row)
-    control: dict[str, list[Any]] = {k: [] for k in VOUCHER_KINDS}
-    for row in session.execute(_HOLDOUTS, params):
-        control[row.kind].append(row)
-
+    reporting_memory(session)
     kinds = []
-    for kind in VOUCHER_KINDS:
-        rows = issued[kind]
-        redeemed = sum(1 for r in rows if r.status == "used")
-        days = [(r.next_at - r.created_at).total_seconds() / 86400 for r in rows if r.next_at]
-        item: dict[str, Any] = {
-            "kind": kind,
-            "issued": len(rows),
-            "redeemed": redeemed,
-            "redemption_rate": ratio(redeemed, len(rows), 4),
-            "came_back": len(days),
-            "median_days_to_next_purchase": _round(statistics.median(days), 2) if days else None,
-            "holdout": None,
-        }
-        held = control[kind]
-        if held:
-            campaigns = {h.campaign for h in held}
-            treated = [r for r in rows if r.campaign in campaigns]
-            xt = sum(1 for r in treated if r.in_window)
-            xh = sum(1 for h in held if h.in_window)
-            test = two_proportion_test(xt, len(treated), xh, len(held))
-            item["holdout"] = {
-                "campaigns": sorted(campaigns),
-                "treated": len(treated),
-                "treated_bought": xt,
-                "treated_rate": ratio(xt, len(treated), 4),
-                "holdout": len(held),
-                "holdout_bought": xh,
-                "holdout_rate": ratio(xh, len(held), 4),
-                "uplift": _round(test.difference) if test else None,
-                "ci_low": _round(test.ci_low) if test else None,
-                "ci_high": _round(test.ci_high) if test else None,
-                "z": _round(test.z) if test else None,
-                "p_value": _round(test.p_value) if test else None,
+    for kind, counts in _voucher_counts(session, start, end).items():
+        issued, redeemed, came_back, _, _ = counts.issued
+        middle = counts.middle  # the mean of the two, in days: exact, then rounded half-up
+        kinds.append(
+            {
+                "kind": kind,
+                "issued": issued,
+                "redeemed": redeemed,
+                "redemption_rate": ratio(redeemed, issued, 4),
+                "came_back": came_back,
+                "median_days_to_next_purchase": (
+                    ratio(middle[0] + middle[1], 2 * MICROSECONDS_A_DAY, 2) if middle else None
+                ),
+                "holdout": _holdout_figures(counts) if counts.held else None,
             }
-        kinds.append(item)
+        )
     return {"start": start, "end": end, "kinds": kinds, "definitions": "docs/metrics.md"}
