@@ -8,6 +8,7 @@ two purchases do not make the second parse and plan its statements again.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from loyalty.extensions import db
 
@@ -73,8 +74,11 @@ def test_a_purchase_with_a_bonus_credits_its_awards_in_one_statement_each(
     assert sale.json["points_earned"] == 30
     assert sale.json["balance"]["points"] == 30
     names = prepared(app)
-    # the earn and the bonus: one two-row INSERT of entries and one of lots, no one-row ones
+    # the earn and the bonus: one two-row INSERT of entries, and one lot for both
     entries = [sql for sql in names if sql.startswith("INSERT INTO ledger_entries")]
     lots = [sql for sql in names if sql.startswith("INSERT INTO point_lots")]
-    assert [sql.count("), (") for sql in entries + lots] == [1, 1]
+    assert [sql.count("), (") for sql in entries + lots] == [1, 0]
     assert sum("UPDATE members" in sql for sql in names) == 1
+    with app.app_context():
+        held = db.session.execute(text("SELECT points, remaining FROM point_lots")).all()
+    assert [tuple(lot) for lot in held] == [(30, 30)]
