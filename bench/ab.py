@@ -208,7 +208,7 @@ def main() -> None:
         key, envs = set_up(args, dbname, url)
         servers, ports = start(args, dbname, envs)
         for port in ports.values():
-            load(port, key, args.members, args.clients, 2)  # warm-up
+            accrual.warm_up(load, port, key, args.members, args.clients)
         for database_url in {e["DATABASE_URL"] for e in envs.values()}:
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute("ANALYZE")

@@ -299,6 +299,25 @@ def load_wrk(port: int, key: str, members: int, clients: int, seconds: float) ->
     }
 
 
+WARM_UP_PURCHASES = 500
+
+
+def warm_up(load_with: Any, port: int, key: str, members: int, clients: int) -> None:
+    """Loads the server until it has answered WARM_UP_PURCHASES purchases (connections, prepared
+    plans, tables not empty), however long its workers take to boot.
+
+    A fixed two seconds is not enough on a busy machine: gunicorn listens before its workers
+    have imported the app, and a warm-up that answered nothing leaves the tables empty for the
+    ANALYZE after it, which then records them as empty (reltuples 0, not "unknown"): every
+    plan made afterwards, the foreign-key checks' included, scans them sequentially, and the
+    scans grow with the tables for the rest of the run (until autovacuum analyzes them)."""
+    answered, deadline = 0, time.monotonic() + 180
+    while answered < WARM_UP_PURCHASES:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server on port {port} answered {answered} purchases in 3 min")
+        answered += load_with(port, key, members, clients, 2)["requests"]
+
+
 def pgbench(dbname: str, members: int, clients: int, seconds: int, client_id: int) -> float:
     body = "x" * 330  # about the size of a stored purchase response
     script = PGBENCH_SCRIPT.format(members=members, client=client_id, hash="0" * 64, body=body)
@@ -397,7 +416,7 @@ def main() -> None:
             raise SystemExit("gunicorn did not start; see " + log.name)
         load_with = load_wrk if args.client == "wrk" else load
         print(f"client: {args.client}; server: {target}")
-        load_with(port, key, args.members, args.clients, 2)  # warm-up: connections, prepared plans
+        warm_up(load_with, port, key, args.members, args.clients)
         # What autovacuum would do by now on a production server (it is off on some machines
         # here): without statistics for the tables the warm-up filled, every connection keeps
         # the plan it made while `purchases` was empty, and the foreign-key check of each new
