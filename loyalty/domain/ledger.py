@@ -6,8 +6,8 @@ same transaction. The database backs this up: entries cannot be updated or delet
 `points - held >= available_floor` (CHECK), where spends set the floor to 0 and only returns,
 earnings and releases may leave it below (a return's debt).
 
-Lots: every credit (earn, bonus, a positive adjustment, a reward's points given back) makes a
-`point_lots` row with its expiry (`expires_at`, the end of the day `points_expire_after_days`
+Lots: every credit (a purchase's earn and bonus together, a positive adjustment, a reward's
+points given back) makes a `point_lots` row with its expiry (`expires_at`, the end of the day `points_expire_after_days`
 after the credit, midnight in the programme's time zone; null = never) and, for earnings, the
 end of its pending time (`pending_until`, `pending_days`). What a credit first pays of a debt is
 not in its lot. Every debit consumes `remaining` from the member's lots: a return's reversal
