@@ -7,14 +7,15 @@ same transaction. The database backs this up: entries cannot be updated or delet
 earnings and releases may leave it below (a return's debt).
 
 Lots: every credit (a purchase's earn and bonus together, a positive adjustment, a reward's
-points given back) makes a `point_lots` row with its expiry (`expires_at`, the end of the day `points_expire_after_days`
-after the credit, midnight in the programme's time zone; null = never) and, for earnings, the
-end of its pending time (`pending_until`, `pending_days`). What a credit first pays of a debt is
-not in its lot. Every debit consumes `remaining` from the member's lots: a return's reversal
-from that purchase's own lots first, then spendable lots soonest-expiring first (never-expiring
-last, then oldest), then pending ones. So the remaining points of a member's lots add up to
-their balance (0 when in debt), and those of their pending lots (pending_until not null) to
-`members.pending`; `available = points - held - pending`. A reservation (hold) takes no lot:
+points given back) makes a `point_lots` row with its expiry (`expires_at`, the end of the day
+`points_expire_after_days` after the credit, midnight in the programme's time zone; null =
+never) and, for earnings, the end of its pending time (`pending_until`, `pending_days`). What a
+credit first pays of a debt is not in its lot. Every debit consumes `remaining` from the
+member's lots: a return's reversal from that purchase's own lots first, then spendable lots
+soonest-expiring first (never-expiring last, then oldest), then pending ones. So the remaining
+points of a member's lots add up to their balance (0 when in debt), and those of their pending
+lots (pending_until not null) to `members.pending`; `available = points - held - pending`. A
+reservation (hold) takes no lot:
 held points stay in their lots until the reservation is redeemed (a debit) or released.
 """
 
