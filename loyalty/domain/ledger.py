@@ -15,8 +15,8 @@ member's lots: a return's reversal from that purchase's own lots first, then spe
 soonest-expiring first (never-expiring last, then oldest), then pending ones. So the remaining
 points of a member's lots add up to their balance (0 when in debt), and those of their pending
 lots (pending_until not null) to `members.pending`; `available = points - held - pending`. A
-reservation (hold) takes no lot:
-held points stay in their lots until the reservation is redeemed (a debit) or released.
+reservation (hold) takes no lot: held points stay in their lots until the reservation is
+redeemed (a debit) or released.
 """
 
 from __future__ import annotations
