@@ -3,7 +3,16 @@ purchases the job has not reached yet, so that every figure is exact whenever it
 
 - `purchase_days`: per UTC day, member and store, the number of purchases and their amount;
 - `member_firsts`: each member's first purchase day, ever (scope '') and per store;
-- `cohort_months`: per cohort (month of the first purchase) and month, the members who bought.
+- `cohort_months`: per cohort (month of the first purchase) and month, the members who bought;
+- `member_spans`: the days of each member's first and latest purchases, of the k-th latest
+  (`SPAN_RANKS`), and of the j-th latest that used a benefit as `benefit_purchases` holds them
+  (`BENEFIT_RANKS`);
+- `benefit_purchases`: the member and day of each purchase that used a voucher or a reward
+  (`BENEFIT_SQL`) as of the job's last run. Links are only ever added (a voucher is used once,
+  a redemption redeemed once, neither undone; a purchase named by order_ref may come later), so
+  the purchases that used a benefit are those it holds plus those `BENEFIT_LINKS_SQL` gives now
+  that it does not hold yet: a link made after the run counts at once (`check` would show a
+  link that went).
 
 They hold exactly the purchases with id <= the watermark of `rollup_state`, less the id ranges of
 `rollup_gaps`. `tail_sql` is the rest (the purchases past the watermark or in a gap), read raw in
@@ -35,7 +44,14 @@ log = logging.getLogger(__name__)
 
 STATE = "metrics"
 #: the rollup tables
-TABLES = ("purchase_days", "purchase_links", "member_firsts", "cohort_months")
+TABLES = (
+    "purchase_days",
+    "purchase_links",
+    "member_firsts",
+    "cohort_months",
+    "member_spans",
+    "benefit_purchases",
+)
 #: purchases a job transaction rolls up at most
 BATCH = 100_000
 #: SQLite: how long an id not yet visible below the watermark is waited for
@@ -78,6 +94,94 @@ def tail_sql(dialect: str) -> str:
        WHERE p.id > COALESCE((SELECT watermark FROM rollup_state WHERE name = '{STATE}'), 0)
       UNION ALL
       SELECT {cols} FROM rollup_gaps g JOIN purchases p ON p.id BETWEEN g.lo AND g.hi
+    """
+
+
+# A purchase "used a voucher or a reward" (docs/metrics.md, "Segments response"): one is linked
+# to it, or names it by order_ref (the purchase's external_id, same member). The linked ones need
+# no purchases scan; the order_ref ones are few and found through the member's purchases. One row
+# per link: a purchase with two appears twice.
+BENEFIT_LINKS_SQL = """
+  SELECT used_purchase_id AS purchase_id FROM vouchers
+   WHERE status = 'used' AND used_purchase_id IS NOT NULL
+  UNION ALL
+  SELECT p.id FROM vouchers v
+    JOIN purchases p ON p.member_id = v.member_id AND p.external_id = v.used_order_ref
+   WHERE v.status = 'used' AND v.used_purchase_id IS NULL
+  UNION ALL
+  SELECT purchase_id FROM redemptions WHERE status = 'redeemed' AND purchase_id IS NOT NULL
+  UNION ALL
+  SELECT p.id FROM redemptions r
+    JOIN purchases p ON p.member_id = r.member_id AND p.external_id = r.order_ref
+   WHERE r.status = 'redeemed' AND r.purchase_id IS NULL
+"""
+#: the purchases that used a voucher or a reward, once each
+BENEFIT_SQL = f"SELECT DISTINCT purchase_id FROM ({BENEFIT_LINKS_SQL}) l"
+
+
+#: member_spans.last{k}_day: the day of the member's k-th latest purchase, for these k
+SPAN_RANKS = (2, 3, 5, 7, 9, 17, 33, 65)
+SPAN_COLUMNS = ("first_day", "last_day", *(f"last{k}_day" for k in SPAN_RANKS))
+#: member_spans.benefit{j}_day: the day of the member's j-th latest purchase that used a benefit
+#: as benefit_purchases holds them, for these j (2j + 1 is one of SPAN_RANKS)
+BENEFIT_RANKS = (1, 2, 3, 4, 8, 16, 32)
+BENEFIT_COLUMNS = tuple(f"benefit{j}_day" for j in BENEFIT_RANKS)
+
+
+def spans_sql(member_days: str) -> str:
+    """SQL: the member_spans rows (member_id, *SPAN_COLUMNS) of `member_days` (a query of
+    (member_id, day, n): each member's days and their purchases, all of them). The k-th latest
+    purchase is on the latest day by which, counting back from the latest, k were made."""
+    ranks = ",".join(
+        f"\n             MAX(CASE WHEN since >= {k} THEN day END) AS last{k}_day"
+        for k in SPAN_RANKS
+    )
+    return f"""
+      SELECT member_id, MIN(day) AS first_day, MAX(day) AS last_day,{ranks}
+        FROM (SELECT member_id, day,
+                     SUM(n) OVER (PARTITION BY member_id ORDER BY day DESC
+                                  ROWS UNBOUNDED PRECEDING) AS since
+                FROM ({member_days}) d) r
+       GROUP BY member_id
+    """
+
+
+def benefit_spans_sql(member_filter: str) -> str:
+    """SQL: (member_id, *BENEFIT_COLUMNS) from the benefit_purchases rows that `member_filter`
+    (an SQL condition on them) lets through."""
+    ranks = ", ".join(
+        f"MAX(CASE WHEN rk >= {j} THEN day END) AS benefit{j}_day" for j in BENEFIT_RANKS
+    )
+    return f"""
+      SELECT member_id, {ranks}
+        FROM (SELECT member_id, day,
+                     ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY day DESC) AS rk
+                FROM benefit_purchases WHERE {member_filter}) r
+       GROUP BY member_id
+    """
+
+
+def _set_benefit_spans(session: Session, member_filter: str) -> None:
+    """member_spans' benefit days made again for the members `member_filter` (an SQL condition
+    on benefit_purchases) lets through (a member without a span yet gets them with it)."""
+    session.execute(
+        text(
+            f"""
+            UPDATE member_spans
+               SET {", ".join(f"{c} = b.{c}" for c in BENEFIT_COLUMNS)}
+              FROM ({benefit_spans_sql(member_filter)}) b
+             WHERE member_spans.member_id = b.member_id
+            """
+        )
+    )
+
+
+def benefits_sql(dialect: str) -> str:
+    """SQL: the purchases that used a benefit, as benefit_purchases rows (purchase_id,
+    member_id, day)."""
+    return f"""
+      SELECT p.id AS purchase_id, p.member_id, {day_sql("p.occurred_at", dialect)} AS day
+        FROM ({BENEFIT_SQL}) b JOIN purchases p ON p.id = b.purchase_id
     """
 
 
@@ -248,14 +352,71 @@ _ADD_FIRSTS = text(
 )
 
 
+_BATCH_DAYS = """
+    SELECT member_id, day, SUM(purchases) AS n FROM purchase_days
+     WHERE member_id IN (SELECT member_id FROM rollup_batch) GROUP BY member_id, day
+"""
+_SET_SPANS = text(
+    f"""
+    INSERT INTO member_spans (member_id, {", ".join(SPAN_COLUMNS)})
+    SELECT * FROM ({spans_sql(_BATCH_DAYS)}) s WHERE true
+    ON CONFLICT (member_id) DO UPDATE
+       SET {", ".join(f"{c} = excluded.{c}" for c in SPAN_COLUMNS)}
+    """
+)
+
+
+def _note_benefits(session: Session, dialect: str) -> None:
+    """The purchases that used a benefit and are not in benefit_purchases yet, into it. The new
+    ones are listed first: an INSERT that read its own table for them would rescan the pages it
+    writes, row after row."""
+    temp = "benefit_new" if dialect == "postgresql" else "temp.benefit_new"
+    if dialect == "postgresql":
+        session.execute(text("CREATE TEMP TABLE benefit_new (purchase_id bigint) ON COMMIT DROP"))
+    else:
+        session.execute(text(f"DROP TABLE IF EXISTS {temp}"))
+        session.execute(text("CREATE TEMP TABLE benefit_new (purchase_id INTEGER)"))
+    session.execute(
+        text(
+            f"""
+            INSERT INTO {temp} (purchase_id)
+            SELECT purchase_id FROM ({BENEFIT_SQL}) b
+             WHERE NOT EXISTS (SELECT 1 FROM benefit_purchases c
+                                WHERE c.purchase_id = b.purchase_id)
+            """
+        )
+    )
+    if dialect == "postgresql":
+        session.execute(text("ANALYZE benefit_new"))
+    session.execute(
+        text(
+            f"""
+            INSERT INTO benefit_purchases (purchase_id, member_id, day)
+            SELECT p.id, p.member_id, {day_sql("p.occurred_at", dialect)}
+              FROM {temp} n JOIN purchases p ON p.id = n.purchase_id
+            """
+        )
+    )
+    _set_benefit_spans(
+        session,
+        f"member_id IN (SELECT member_id FROM benefit_purchases WHERE purchase_id IN "
+        f"(SELECT purchase_id FROM {temp}))",
+    )
+    if dialect != "postgresql":  # PostgreSQL drops it at commit
+        session.execute(text(f"DROP TABLE {temp}"))
+
+
 def _apply_batch(session: Session, dialect: str) -> None:
     """rollup_batch into the rollups: the cohorts of its members taken out as they were, its
-    days and first days added, the cohorts of its members put back as they are now (a back-dated
-    purchase moves a member to an earlier cohort with all their months)."""
+    days and first days added, the spans of its members made again, the cohorts of its members
+    put back as they are now (a back-dated purchase moves a member to an earlier cohort with all
+    their months)."""
     _cohort_delta(session, dialect, -1)
     _links_delta(session, -1)
     session.execute(_ADD_DAYS)
     session.execute(_ADD_FIRSTS)
+    session.execute(_SET_SPANS)
+    _set_benefit_spans(session, "member_id IN (SELECT member_id FROM rollup_batch)")
     _cohort_delta(session, dialect, 1)
     _links_delta(session, 1)
     session.execute(text("DELETE FROM cohort_months WHERE members = 0"))
@@ -420,6 +581,7 @@ def advance(
     if ids:
         _apply_batch(session, dialect)
     _close_batch(session, dialect)
+    _note_benefits(session, dialect)
     clock = _clock(session, dialect, now)
     newer = [i for i in ids if i > watermark]
     top = newer[-1] if newer else watermark
@@ -456,6 +618,7 @@ def rebuild(session: Session) -> int:
     holes = session.execute(_REBUILD_HOLES).all()
     _apply_batch(session, dialect)
     _close_batch(session, dialect)
+    _note_benefits(session, dialect)
     clock = _clock(session, dialect, None)
     gaps = [Gap(int(lo), int(hi), clock.now, clock.horizon) for lo, hi in holes]
     # SQLite: the rebuild writes, so no other writer is half-way: every hole is burnt for good
@@ -507,6 +670,19 @@ def _expected(dialect: str) -> dict[str, tuple[str, str]]:
             f"""SELECT cm, m, COUNT(*) FROM (
                   SELECT m, MIN(m) OVER (PARTITION BY member_id) AS cm FROM (
                     SELECT DISTINCT member_id, {month} AS m FROM c) pm) x GROUP BY cm, m""",
+        ),
+        # the benefit days as benefit_purchases holds them (checked below against the links)
+        "member_spans": (
+            f"SELECT member_id, {', '.join(SPAN_COLUMNS + BENEFIT_COLUMNS)} FROM member_spans",
+            f"""SELECT s.*, {", ".join(f"b.{c}" for c in BENEFIT_COLUMNS)} FROM (
+                  {spans_sql("SELECT member_id, day, COUNT(*) AS n FROM c GROUP BY member_id, day")}
+                ) s LEFT JOIN ({benefit_spans_sql("1 = 1")}) b ON b.member_id = s.member_id""",
+        ),
+        # not bound to the watermark: every purchase that used a benefit, as of the last run (a
+        # link made since shows as missing until the next run; the figures never depend on it)
+        "benefit_purchases": (
+            "SELECT purchase_id, member_id, day FROM benefit_purchases",
+            benefits_sql(dialect),
         ),
     }
 

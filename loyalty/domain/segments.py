@@ -21,27 +21,16 @@ SEGMENTS = ("lost", "at_risk", "new", "ambassador", "deal_seeker", "loyal", "occ
 WINDOW_DAYS = 365
 RECENT_DAYS = 90
 
-# A purchase "used a voucher or a reward": one is linked to it, or names it by order_ref (the
-# purchase's external_id, same member). The linked ones need no purchases scan; the order_ref
-# ones are few and found through the member's purchases.
-_BENEFIT = """
-  SELECT used_purchase_id AS purchase_id FROM vouchers
-   WHERE status = 'used' AND used_purchase_id IS NOT NULL
-  UNION
-  SELECT p.id FROM vouchers v
-    JOIN purchases p ON p.member_id = v.member_id AND p.external_id = v.used_order_ref
-   WHERE v.status = 'used' AND v.used_purchase_id IS NULL
-  UNION
-  SELECT purchase_id FROM redemptions WHERE status = 'redeemed' AND purchase_id IS NOT NULL
-  UNION
-  SELECT p.id FROM redemptions r
-    JOIN purchases p ON p.member_id = r.member_id AND p.external_id = r.order_ref
-   WHERE r.status = 'redeemed' AND r.purchase_id IS NULL
-"""
 
-
-def _latest(score: str, member_filter: str) -> str:
+def _latest(score: str, member_filter: str, dialect: str) -> str:
     """Each member's latest answer of `score` in the window."""
+    if dialect == "postgresql":
+        return f"""
+      SELECT DISTINCT ON (member_id) member_id, {score} AS score FROM feedback
+       WHERE {score} IS NOT NULL AND created_at >= :window_start AND created_at < :end_at
+             {member_filter}
+       ORDER BY member_id, created_at DESC, id DESC
+    """
     return f"""
       SELECT member_id, {score} AS score FROM (
         SELECT member_id, {score},
@@ -75,7 +64,8 @@ def _query(one_member: bool, dialect: str) -> Any:
        GROUP BY member_id
     ),
     benefit AS {materialized} (
-      SELECT purchase_id FROM ({_BENEFIT}) u ORDER BY purchase_id  -- lookups in heap order
+      -- in heap order for the lookups
+      SELECT purchase_id FROM ({rollups.BENEFIT_SQL}) u ORDER BY purchase_id
     ),
     -- the few purchases with a benefit, looked up one by one (OFFSET 0 keeps it a lookup, not a
     -- second pass over all purchases)
@@ -85,8 +75,8 @@ def _query(one_member: bool, dialect: str) -> Any:
        WHERE p.occurred_at >= :window_start AND p.occurred_at < :end_at
        GROUP BY p.member_id
     ),
-    nps AS ({_latest("nps", member_filter)}),
-    ces AS ({_latest("ces", member_filter)})
+    nps AS ({_latest("nps", member_filter, dialect)}),
+    ces AS ({_latest("ces", member_filter, dialect)})
     SELECT CASE
              WHEN pm.n_window = 0 THEN 'lost'
              WHEN nps.score <= 6 OR ces.score >= 5 OR pm.n_recent = 0 THEN 'at_risk'
@@ -111,89 +101,197 @@ def _query(one_member: bool, dialect: str) -> Any:
     )
 
 
-# All members at once: the per-member counts from the rollups' days of the window and the
-# purchases past them; "had purchases before" and "first purchase in the last 90 days" from the
-# first purchase days. Members with no purchase in the window (lost) are counted, not listed.
+# All members at once. A member with no purchase on a later day than as_of and none past the
+# rollups (every member, as of today) is read from member_spans: they made at least k purchases
+# in the window when their k-th latest is in it (k = 1, 2), one in the last 90 days when the
+# latest is, and are new when the first is. A deal seeker with b purchases that used a benefit in
+# the window made at most 2b there: their k-th latest purchases mostly say whether they did
+# (`_deal`); else their purchase days in the window are read back from the latest, at
+# most 2b + 1 of them (more means more purchases than 2b). The other members (a purchase after
+# as_of, or past the rollups) are counted from their purchase days in the window and the
+# purchases past the rollups. The purchases that used a benefit: those benefit_purchases holds
+# (member and day noted by the job) and those linked since its last run, looked up.
 _ALL = """
     WITH tail AS ({tail}),
-    d AS (
+    tf AS (SELECT member_id, MIN(day) AS first_day FROM tail GROUP BY member_id),
+    -- the purchase days in the window of the members counted, not spanned (from the tables: the
+    -- planner then knows how many, none as of today)
+    od AS (
       SELECT member_id, day, purchases AS n FROM purchase_days
        WHERE day >= :window_day AND day < :end_day
+         AND member_id IN (SELECT member_id FROM member_spans WHERE last_day >= :end_day)
+      UNION ALL
+      SELECT d.member_id, d.day, d.purchases FROM purchase_days d
+       WHERE d.day >= :window_day AND d.day < :end_day
+         AND d.member_id IN (SELECT member_id FROM tf)
+         AND NOT EXISTS (SELECT 1 FROM member_spans s
+                          WHERE s.member_id = d.member_id AND s.last_day >= :end_day)
       UNION ALL
       SELECT member_id, day, 1 FROM tail WHERE day >= :window_day AND day < :end_day
     ),
-    pm AS (
+    oc AS (
       SELECT member_id, SUM(n) AS n_window,
              SUM(CASE WHEN day >= :recent_day THEN n ELSE 0 END) AS n_recent
-        FROM d GROUP BY member_id
+        FROM od GROUP BY member_id
     ),
-    tf AS (SELECT member_id, MIN(day) AS first_day FROM tail GROUP BY member_id),
-    new_members AS (
-      SELECT c.member_id FROM (
-        SELECT member_id FROM member_firsts
-         WHERE scope = '' AND first_day >= :recent_day AND first_day < :end_day
-        UNION
-        SELECT member_id FROM tf WHERE first_day >= :recent_day AND first_day < :end_day
-      ) c
-      LEFT JOIN member_firsts f ON f.scope = '' AND f.member_id = c.member_id
-      LEFT JOIN tf ON tf.member_id = c.member_id
-      WHERE (f.first_day IS NULL OR f.first_day >= :recent_day)
-        AND (tf.first_day IS NULL OR tf.first_day >= :recent_day)
+    -- per member: the first day, the purchases in the window (exact, or NULL: then n_min says
+    -- 0, 1 or at least 2, and the k-th latest days are there), one in the last 90 days
+    pm AS (
+      SELECT s.member_id, s.first_day, NULL AS n_window,
+             CASE WHEN s.last2_day >= :window_day THEN 2
+                  WHEN s.last_day >= :window_day THEN 1 ELSE 0 END AS n_min,
+             CASE WHEN s.last_day >= :recent_day THEN 1 ELSE 0 END AS recent,
+             {ranked_days}, {benefit_days}
+        FROM member_spans s
+       WHERE s.last_day < :end_day
+         AND NOT EXISTS (SELECT 1 FROM tf WHERE tf.member_id = s.member_id)
+      UNION ALL
+      SELECT s.member_id, s.first_day, {counted}
+        FROM member_spans s
+        LEFT JOIN oc ON oc.member_id = s.member_id
+       WHERE s.last_day >= :end_day AND s.first_day < :end_day
+         AND NOT EXISTS (SELECT 1 FROM tf WHERE tf.member_id = s.member_id)
+      UNION ALL
+      SELECT tf.member_id,
+             CASE WHEN s.first_day IS NULL OR tf.first_day < s.first_day THEN tf.first_day
+                  ELSE s.first_day END,
+             {counted}
+        FROM tf
+        LEFT JOIN member_spans s ON s.member_id = tf.member_id
+        LEFT JOIN oc ON oc.member_id = tf.member_id
+       WHERE s.first_day < :end_day OR tf.first_day < :end_day
     ),
-    -- everyone with a purchase up to as_of
-    counted AS (
-      SELECT (SELECT COUNT(*) FROM member_firsts WHERE scope = '' AND first_day < :end_day)
-           + (SELECT COUNT(*) FROM tf WHERE tf.first_day < :end_day AND NOT EXISTS (
-                SELECT 1 FROM member_firsts f
-                 WHERE f.scope = '' AND f.member_id = tf.member_id AND f.first_day < :end_day))
-             AS n
+    -- links made since the job's last run (links are only ever added)
+    fresh AS (
+      SELECT DISTINCT purchase_id FROM ({links}) l
+       WHERE NOT EXISTS (SELECT 1 FROM benefit_purchases c WHERE c.purchase_id = l.purchase_id)
     ),
-    benefit AS {materialized} (
-      SELECT purchase_id FROM ({benefit}) u ORDER BY purchase_id  -- lookups in heap order
+    -- their purchases in the window, per member (usually none)
+    fm AS (
+      SELECT p.member_id, COUNT(*) AS n_benefit FROM {lookup}
+       WHERE p.day >= :window_day AND p.day < :end_day GROUP BY p.member_id
     ),
-    bm AS (
-      SELECT p.member_id, COUNT(*) AS n_benefit
-        FROM {lookup}
-       WHERE p.occurred_at >= :window_start AND p.occurred_at < :end_at
-       GROUP BY p.member_id
+    -- the noted ones in the window of the members counted, not spanned (usually none)
+    ob AS (
+      SELECT c.member_id, COUNT(*) AS n_benefit
+        FROM benefit_purchases c JOIN member_spans s ON s.member_id = c.member_id
+       WHERE c.day >= :window_day AND c.day < :end_day AND s.last_day >= :end_day
+       GROUP BY c.member_id
+      UNION ALL
+      SELECT c.member_id, COUNT(*) FROM benefit_purchases c
+       WHERE c.day >= :window_day AND c.day < :end_day
+         AND c.member_id IN (SELECT member_id FROM tf UNION SELECT member_id FROM fm)
+         AND NOT EXISTS (SELECT 1 FROM member_spans s
+                          WHERE s.member_id = c.member_id AND s.last_day >= :end_day)
+       GROUP BY c.member_id
     ),
-    nps AS ({nps}),
-    ces AS ({ces})
-    SELECT CASE
-             WHEN nps.score <= 6 OR ces.score >= 5 OR pm.n_recent = 0 THEN 'at_risk'
-             WHEN nm.member_id IS NOT NULL THEN 'new'
-             WHEN nps.score >= 9 AND pm.n_window >= 2 THEN 'ambassador'
-             WHEN pm.n_window >= 2 AND 2 * COALESCE(bm.n_benefit, 0) >= pm.n_window
-               THEN 'deal_seeker'
-             WHEN pm.n_window >= 2 THEN 'loyal'
-             ELSE 'occasional'
-           END AS segment,
-           COUNT(*) AS members
-      FROM pm
-      LEFT JOIN new_members nm ON nm.member_id = pm.member_id
-      LEFT JOIN bm ON bm.member_id = pm.member_id
-      LEFT JOIN nps ON nps.member_id = pm.member_id
-      LEFT JOIN ces ON ces.member_id = pm.member_id
-     GROUP BY 1
-    UNION ALL
-    SELECT 'lost', (SELECT n FROM counted) - (SELECT COUNT(*) FROM pm)
+    {feedback},
+    classified AS (
+      SELECT CASE
+               WHEN pm.n_min = 0 THEN 'lost'
+               WHEN fb.nps <= 6 OR fb.ces >= 5 OR pm.recent = 0 THEN 'at_risk'
+               WHEN pm.first_day >= :recent_day THEN 'new'
+               WHEN fb.nps >= 9 AND pm.n_min >= 2 THEN 'ambassador'
+               WHEN pm.n_min >= 2 AND {deal}
+                 THEN 'deal_seeker'
+               WHEN pm.n_min >= 2 THEN 'loyal'
+               ELSE 'occasional'
+             END AS segment
+        FROM pm
+        LEFT JOIN fm ON fm.member_id = pm.member_id
+        LEFT JOIN ob ON ob.member_id = pm.member_id
+        LEFT JOIN fb ON fb.member_id = pm.member_id
+    )
+    SELECT segment, COUNT(*) FROM classified GROUP BY segment
 """
 
 
+def _deal(dialect: str) -> str:
+    """SQL (a condition on pm, fm): whether the member, who made at least two purchases in the
+    window, made at most twice as many there as purchases that used a benefit (b). Counted for a
+    member counted from the purchases (n_window) or with a link made since the job's last run
+    (fm); else their benefit and purchase days mostly tell: b < j when the j-th latest benefit
+    day is before the window, b >= j and no more than 2j purchases when it is not and the
+    (2j + 1)-th latest purchase is before it: yes; b < j and 2j - 1 purchases or more: no. Where
+    they do not (a few members), counted."""
+
+    def exact(b: str) -> str:
+        limit = f" LIMIT 2 * {b} + 1" if dialect == "postgresql" else ""  # rows of >= 1 purchase
+        return f"""2 * {b} >= COALESCE(pm.n_window, (
+                SELECT SUM(n) FROM (
+                  SELECT d.purchases AS n FROM purchase_days d
+                   WHERE d.member_id = pm.member_id AND d.day >= :window_day
+                     AND d.day < :end_day
+                   ORDER BY d.day DESC{limit}) l))"""
+
+    before = "COALESCE(pm.{} < :window_day, 1 = 1)"  # not in the window (or none)
+    known = exact("(COALESCE(ob.n_benefit, 0) + COALESCE(fm.n_benefit, 0))")
+    arms = [f"WHEN pm.n_window IS NOT NULL OR fm.member_id IS NOT NULL THEN {known}"]
+    counted = exact(  # a member spanned, with no link since the last run
+        """(SELECT COUNT(*) FROM benefit_purchases c
+              WHERE c.member_id = pm.member_id AND c.day >= :window_day AND c.day < :end_day)"""
+    )
+    at_least = 0  # b >= this, known when the next arm is reached
+    for j in rollups.BENEFIT_RANKS:
+        if j == 1:
+            fewer = "1 = 0"  # no benefit
+        else:
+            k = min(k for k in rollups.SPAN_RANKS if k >= 2 * j - 1)
+            fewer = f"""CASE WHEN pm.last{k}_day >= :window_day THEN 1 = 0
+                     WHEN {before.format(f"last{2 * at_least + 1}_day")} THEN 1 = 1
+                     ELSE {counted} END"""
+        arms.append(f"WHEN {before.format(f'benefit{j}_day')} THEN {fewer}")
+        arms.append(f"WHEN {before.format(f'last{2 * j + 1}_day')} THEN 1 = 1")
+        at_least = j
+    arms.append(f"ELSE {counted}")
+    return "CASE " + "\n                 ".join(arms) + " END"
+
+
+def _feedback(dialect: str) -> str:
+    """SQL (CTEs, the last `fb`): each member's latest NPS and CES in the window, one row per
+    member with either."""
+    both = (  # SQLite before 3.39 has no FULL JOIN
+        "nps n FULL JOIN ces c ON c.member_id = n.member_id"
+        if dialect == "postgresql"
+        else """(SELECT member_id FROM nps UNION SELECT member_id FROM ces) m
+        LEFT JOIN nps n ON n.member_id = m.member_id
+        LEFT JOIN ces c ON c.member_id = m.member_id"""
+    )
+    return f"""nps AS ({_latest("nps", "", dialect)}),
+    ces AS ({_latest("ces", "", dialect)}),
+    fb AS (
+      SELECT COALESCE(n.member_id, c.member_id) AS member_id, n.score AS nps, c.score AS ces
+        FROM {both}
+    )"""
+
+
+# pm's columns for a member counted from oc, not spanned
+_COUNTED = """COALESCE(oc.n_window, 0),
+             CASE WHEN oc.n_window >= 2 THEN 2 ELSE COALESCE(oc.n_window, 0) END,
+             CASE WHEN oc.n_recent > 0 THEN 1 ELSE 0 END,
+             {no_days}"""
+
+
 def _all_query(dialect: str) -> Any:
+    day = rollups.day_sql("occurred_at", dialect)
     if dialect == "postgresql":
-        lookup = """benefit b,
-             LATERAL (SELECT member_id, occurred_at FROM purchases
-                       WHERE id = b.purchase_id OFFSET 0) p"""
+        lookup = f"""fresh f, LATERAL (SELECT member_id, {day} AS day FROM purchases
+                                 WHERE id = f.purchase_id OFFSET 0) p"""
     else:
-        lookup = "benefit b JOIN purchases p ON p.id = b.purchase_id"
+        lookup = f"""fresh f
+             JOIN (SELECT id, member_id, {day} AS day FROM purchases) p ON p.id = f.purchase_id"""
     sql = _ALL.format(
         tail=rollups.tail_sql(dialect),
         materialized="MATERIALIZED" if dialect == "postgresql" else "",
-        benefit=_BENEFIT,
+        links=rollups.BENEFIT_LINKS_SQL,
         lookup=lookup,
-        nps=_latest("nps", ""),
-        ces=_latest("ces", ""),
+        ranked_days=", ".join(f"s.last{k}_day" for k in rollups.SPAN_RANKS[1:]),
+        benefit_days=", ".join(f"s.{c}" for c in rollups.BENEFIT_COLUMNS),
+        counted=_COUNTED.format(
+            no_days=", ".join("NULL" for _ in rollups.SPAN_RANKS[1:] + rollups.BENEFIT_RANKS)
+        ),
+        deal=_deal(dialect),
+        feedback=_feedback(dialect),
     )
     return text(sql).bindparams(
         bindparam("window_start", type_=UTCDateTime()),
@@ -221,9 +319,8 @@ def _params(as_of: date) -> dict[str, Any]:
 def segment_counts(session: Session, as_of: date) -> dict[str, Any]:
     """Members per segment as of the end of `as_of`; members who never bought are not counted."""
     reporting_memory(session)
-    rows = session.execute(_all_query(_dialect(session)), _params(as_of)).all()
     counts = dict.fromkeys(SEGMENTS, 0)
-    for segment, members in rows:
+    for segment, members in session.execute(_all_query(_dialect(session)), _params(as_of)):
         counts[segment] = int(members)
     return {
         "as_of": as_of,

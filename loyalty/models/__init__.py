@@ -7,8 +7,10 @@ from loyalty.models.feedback import FEEDBACK_CHANNELS, Feedback
 from loyalty.models.ledger import ENTRY_KINDS, LedgerEntry, PointLot
 from loyalty.models.members import Card, Member
 from loyalty.models.metrics import (
+    BenefitPurchase,
     CohortMonth,
     MemberFirst,
+    MemberSpan,
     PurchaseDay,
     PurchaseLink,
     RollupGap,
@@ -44,6 +46,7 @@ __all__ = [
     "VOUCHER_STATUSES",
     "ApiClient",
     "AuditEntry",
+    "BenefitPurchase",
     "Campaign",
     "Card",
     "CohortMonth",
@@ -54,6 +57,7 @@ __all__ = [
     "LedgerEntry",
     "Member",
     "MemberFirst",
+    "MemberSpan",
     "PointLot",
     "Program",
     "Purchase",

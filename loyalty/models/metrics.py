@@ -39,6 +39,50 @@ class MemberFirst(Base):
     first_day: Mapped[date] = mapped_column(Date)
 
 
+class MemberSpan(Base):
+    """The UTC days of a member's first and latest purchases, and of the k-th latest for k = 2,
+    3, 5, 7, 9, 17, 33, 65 (rollups.SPAN_RANKS; NULL: fewer purchases; two purchases on one day
+    make it the latest and the 2nd latest). A member with no purchase after as_of made at least
+    k in the window when the k-th latest is in it: what the segments need, without reading the
+    member's purchase days."""
+
+    __tablename__ = "member_spans"
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date, index=True)
+    last2_day: Mapped[date | None] = mapped_column(Date)
+    last3_day: Mapped[date | None] = mapped_column(Date)
+    last5_day: Mapped[date | None] = mapped_column(Date)
+    last7_day: Mapped[date | None] = mapped_column(Date)
+    last9_day: Mapped[date | None] = mapped_column(Date)
+    last17_day: Mapped[date | None] = mapped_column(Date)
+    last33_day: Mapped[date | None] = mapped_column(Date)
+    last65_day: Mapped[date | None] = mapped_column(Date)
+    #: the day of the j-th latest purchase that used a benefit, as benefit_purchases holds them
+    #: (rollups.BENEFIT_RANKS)
+    benefit1_day: Mapped[date | None] = mapped_column(Date)
+    benefit2_day: Mapped[date | None] = mapped_column(Date)
+    benefit3_day: Mapped[date | None] = mapped_column(Date)
+    benefit4_day: Mapped[date | None] = mapped_column(Date)
+    benefit8_day: Mapped[date | None] = mapped_column(Date)
+    benefit16_day: Mapped[date | None] = mapped_column(Date)
+    benefit32_day: Mapped[date | None] = mapped_column(Date)
+
+
+class BenefitPurchase(Base):
+    """The member and UTC day of a purchase that used a voucher or a reward, noted by the job so
+    that the segments need not look the purchase up. A copy of facts that never change; which
+    purchases used a benefit is read from the vouchers and redemptions when asked."""
+
+    __tablename__ = "benefit_purchases"
+    __table_args__ = (Index("ix_benefit_purchases_member_id_day", "member_id", "day"),)
+
+    purchase_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[date] = mapped_column(Date)
+
+
 class PurchaseLink(Base):
     """Purchases counted by (day, previous purchase day) within a scope ('' all stores, 's:' +
     store_id one store), each member's purchases in time order: kind 1 pairs a purchase with the

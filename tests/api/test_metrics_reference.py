@@ -378,12 +378,20 @@ def agree(get, bought, given, returns, checked: list[tuple[date, date]], seed) -
         assert got["members"] == sum(expected.values())
 
 
-TABLES = ("purchase_days", "purchase_links", "member_firsts", "cohort_months")
+TABLES = (
+    "purchase_days",
+    "purchase_links",
+    "member_firsts",
+    "cohort_months",
+    "member_spans",
+    "benefit_purchases",
+)
 
 
 def damage(app) -> None:
     """Rollups made wrong on purpose: a day counted twice, a purchase pair moved, a first day
-    moved, a cohort cell gone."""
+    moved, a cohort cell gone, a member's span moved, a benefit purchase given to another
+    member."""
     with app.app_context():
         for statement in (
             "UPDATE purchase_days SET purchases = purchases + 1 WHERE member_id IN "
@@ -393,6 +401,10 @@ def damage(app) -> None:
             "UPDATE purchase_links SET purchases = purchases + 1 WHERE day IN "
             "(SELECT MIN(day) FROM purchase_links)",
             "DELETE FROM cohort_months WHERE cohort IN (SELECT MIN(cohort) FROM cohort_months)",
+            "UPDATE member_spans SET last_day = '2001-01-01' WHERE member_id IN "
+            "(SELECT MIN(member_id) FROM member_spans)",
+            "UPDATE benefit_purchases SET member_id = member_id + 1 WHERE purchase_id IN "
+            "(SELECT MIN(purchase_id) FROM benefit_purchases)",
         ):
             db.session.execute(text(statement))
         db.session.commit()
