@@ -93,6 +93,27 @@ def get_program(session: Session) -> Program:
     return ensure_program(session)
 
 
+def _expiry_from_policy(program: Program, changes: dict[str, Any]) -> None:
+    """`expiry_policy` ({days} or None), the other spelling of `points_expire_after_days`,
+    turned into it. GET gives both, so a client may send both with one of them changed: the
+    one that differs from the current setting wins; both differing, and from each other, is
+    refused (ValidationFailed)."""
+    if "expiry_policy" not in changes:
+        return
+    policy = changes.pop("expiry_policy")
+    days = None if policy is None else policy["days"]
+    if "points_expire_after_days" in changes:
+        other = changes["points_expire_after_days"]
+        if days == program.points_expire_after_days or other == days:
+            return  # unchanged by the policy, or both alike: points_expire_after_days stands
+        if other != program.points_expire_after_days:
+            raise ValidationFailed(
+                f"expiry_policy says {days} days, points_expire_after_days {other}.",
+                field="expiry_policy",
+            )
+    changes["points_expire_after_days"] = days
+
+
 def update_program(
     session: Session, changes: dict[str, Any], actor: Actor, *, dry_run: bool = False
 ) -> Any:
@@ -106,6 +127,7 @@ def update_program(
     ValidationFailed (an unknown currency, a changed read-only field, a bad tier table).
     """
     program = session.get(Program, 1, with_for_update=True) or ensure_program(session)
+    _expiry_from_policy(program, changes)
     sent_exponent = changes.pop("currency_exponent", None)
     if "currency" in changes:
         changes["currency"] = changes["currency"].upper()

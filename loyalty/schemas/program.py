@@ -66,6 +66,28 @@ class TierSchema(Schema):
     )
 
 
+EXPIRY_DAYS = validate.Range(min=1, max=36500)
+
+
+class ExpiryPolicySchema(Schema):
+    days = ma.fields.Integer(
+        strict=True,
+        required=True,
+        validate=EXPIRY_DAYS,
+        metadata={"description": "The same as points_expire_after_days"},
+    )
+
+
+class ExpiryPolicyField(ma.fields.Nested):
+    """`expiry_policy`, the other spelling of `points_expire_after_days`: `{days}`, or null
+    when points never expire. Read from `points_expire_after_days` (the programme, or the
+    programme as a dry run would make it)."""
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = None) -> Any:
+        days = getattr(obj, "points_expire_after_days", None)
+        return None if days is None else {"days": days}
+
+
 class ProgramSchema(Schema):
     name = ma.fields.String(required=True)
     currency = ma.fields.String(required=True, metadata={"example": "EUR"})
@@ -77,6 +99,12 @@ class ProgramSchema(Schema):
     )
     rounding = ma.fields.String(required=True, metadata={"enum": list(ROUNDING_MODES)})
     points_expire_after_days = ma.fields.Integer(allow_none=True, required=True)
+    expiry_policy = ExpiryPolicyField(
+        ExpiryPolicySchema,
+        allow_none=True,
+        required=True,
+        metadata={"description": "points_expire_after_days as {days}; null: never"},
+    )
     pending_days = ma.fields.Integer(
         allow_none=True,
         required=True,
@@ -173,10 +201,19 @@ class ProgramUpdateSchema(Schema):
     points_expire_after_days = ma.fields.Integer(
         strict=True,
         allow_none=True,
-        validate=validate.Range(min=1, max=36500),
+        validate=EXPIRY_DAYS,
         metadata={
             "description": "Each credit's points lapse at the end of the day (midnight in the "
             "programme's time zone) this many days after it; null: never"
+        },
+    )
+    expiry_policy = ma.fields.Nested(
+        ExpiryPolicySchema,
+        allow_none=True,
+        metadata={
+            "description": "The other spelling of points_expire_after_days: {days}, or null "
+            "for never. Sent with it (as GET gives both), the one that changes the current "
+            "setting wins; both changing it to different values is refused"
         },
     )
     pending_days = ma.fields.Integer(

@@ -87,8 +87,45 @@ def test_put_takes_back_what_get_returns_with_one_field_changed(client, admin) -
         body = {**client.get(url, headers=admin).json, field: value}
         r = client.put(url, json=body, headers=admin)
         assert r.status_code == 200, (field, r.json)
-        assert r.json == body, field
-        assert client.get(url, headers=admin).json == body, field
+        days = r.json["points_expire_after_days"]
+        expected = {**body, "expiry_policy": None if days is None else {"days": days}}
+        assert r.json == expected, field  # expiry_policy follows points_expire_after_days
+        assert client.get(url, headers=admin).json == expected, field
+
+
+def test_expiry_policy_is_the_other_spelling_of_points_expire_after_days(client, admin) -> None:
+    url = "/api/v1/program"
+
+    def expiry() -> tuple:
+        got = client.get(url, headers=admin).json
+        return got["points_expire_after_days"], got["expiry_policy"]
+
+    assert expiry() == (None, None)
+    assert client.put(url, json={"expiry_policy": {"days": 30}}, headers=admin).status_code == 200
+    assert expiry() == (30, {"days": 30})
+    # GET gives both: the one changed wins, whichever it is
+    for field, value, want in [
+        ("expiry_policy", {"days": 90}, 90),
+        ("points_expire_after_days", 120, 120),
+        ("expiry_policy", None, None),
+        ("points_expire_after_days", 7, 7),
+    ]:
+        body = {**client.get(url, headers=admin).json, field: value}
+        r = client.put(url, json=body, headers=admin)
+        assert r.status_code == 200, (field, r.json)
+        assert expiry() == (want, None if want is None else {"days": want}), field
+    both = {"expiry_policy": {"days": 10}, "points_expire_after_days": 20}  # both changed
+    r = client.put(url, json=both, headers=admin)
+    assert (r.status_code, r.json["code"]) == (422, "validation_error"), r.json
+    assert list(r.json["errors"]) == ["expiry_policy"], r.json
+    assert expiry() == (7, {"days": 7})  # nothing written
+    alike = {"expiry_policy": {"days": 10}, "points_expire_after_days": 10}
+    assert client.put(url, json=alike, headers=admin).status_code == 200
+    assert expiry() == (10, {"days": 10})
+    for bad in ({"days": 0}, {"days": "30"}, {"days": 36501}, {}, {"days": 5, "weeks": 1}):
+        r = client.put(url, json={"expiry_policy": bad}, headers=admin)
+        assert r.status_code == 422, (bad, r.json)
+        assert all(k.startswith("expiry_policy") for k in r.json["errors"]), (bad, r.json)
 
 
 def test_the_currency_exponent_is_read_only(client, admin) -> None:
