@@ -101,15 +101,16 @@ def flush_commits() -> None:
 
 
 def apply_due_expiries(member_id: int) -> None:
-    """Before a member's balance is shown: expire their overdue reservations and release their
-    pending points whose time is over, in a write transaction of its own, only when there are
-    any (a read in the common case)."""
+    """Before a member's balance is shown: expire their overdue reservations, release their
+    pending points whose time is over and expire their lapsed lots, in a write transaction of
+    its own, only when there are any (a read in the common case)."""
     if redemptions.has_expired_reservations(db.session(), member_id):
         with unit_of_work() as session:
             redemptions.expire_due(session, member_id)
-    if ledger.has_due_pending(db.session(), member_id):
+    read = db.session()
+    if ledger.has_due_pending(read, member_id) or ledger.has_lapsed(read, member_id):
         with unit_of_work() as session:
-            ledger.release_pending_of(session, ledger.lock_member(session, member_id))
+            ledger.settle_due(session, ledger.lock_member(session, member_id))
 
 
 class _Key:

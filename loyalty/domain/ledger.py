@@ -986,6 +986,23 @@ def expire_lots(
     return Expired(int(lots), int(points), int(members))
 
 
-def expire_member(session: Session, member: Member, as_of: datetime | None = None) -> Expired:
-    """expire_lots for one (locked) member."""
-    return expire_lots(session, member.id, member.id, as_of=as_of or utcnow())
+def has_lapsed(session: Session, member_id: int, now: datetime | None = None) -> bool:
+    """Whether lots of the member lapsed and still hold points (a cheap read). The expiry job
+    runs hourly: for up to an hour after a midnight there may be some."""
+    found = session.execute(
+        _timed(f"SELECT 1 FROM point_lots WHERE member_id = :m AND {_LAPSED} LIMIT 1"),
+        {"m": member_id, "as_of": now or utcnow()},
+    ).first()
+    return found is not None
+
+
+def settle_due(session: Session, member: Member, now: datetime | None = None) -> None:
+    """Before a (locked) member's balance is used or shown: what the hourly job would do for
+    them now, so that points that lapsed at midnight are not spent or shown before it runs:
+    their pending points whose time is over released, their lapsed lots expired
+    (`expire_lots`, which releases first). A read when there is nothing to do."""
+    now = now or utcnow()
+    if has_lapsed(session, member.id, now):
+        expire_lots(session, member.id, member.id, as_of=now, now=now)
+    else:
+        release_pending_of(session, member, now)

@@ -678,7 +678,7 @@ def adjust(
     member = ledger.lock_member(session, member_id)
     refuse_erased(member.erased_at, field="member_id")
     redemptions.release_expired_for(session, member)  # overdue reservations no longer hold points
-    ledger.release_pending_of(session, member)  # nor are pending points whose time is over
+    ledger.settle_due(session, member)  # nor are pending points whose time is over; lapsed go
     entry = ledger.post(
         session, member, "adjust", points, reason="staff_adjustment", note=reason, actor=actor
     )

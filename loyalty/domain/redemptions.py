@@ -107,7 +107,7 @@ def reserve(session: Session, data: dict[str, Any], *, actor: Actor) -> Redempti
     )
     now = utcnow()
     release_expired_for(session, member, now)
-    ledger.release_pending_of(session, member, now)  # pending points whose time is over
+    ledger.settle_due(session, member, now)  # pending points due released, lapsed expired
     reward = get_reward(session, data["reward_id"])
     used = used_counts(session, member.id, [reward]).get(reward.id, 0)
     check_redeemable(reward, available=member.available, used=used, now=now)

@@ -163,6 +163,48 @@ def test_pending_points_become_available_on_read_when_due(client, admin, pos) ->
     assert r.status_code == 201
 
 
+def test_lapsed_points_are_neither_shown_nor_spent_before_the_hourly_job(
+    client, admin, pos
+) -> None:
+    """The expiry job runs at :05 past each hour; between a midnight and then, a member's lots
+    that lapsed at that midnight are expired for them as soon as their balance is read or
+    used, exactly as the job would: never spent, never shown."""
+    set_program(client, admin, points_expire_after_days=30)
+    reward = client.post(
+        "/api/v1/rewards",
+        json={"name": "Coffee", "kind": "free_item", "sku": "C", "points_cost": 50},
+        headers=admin,
+    ).json
+    spender, reader = enrol(client, pos), enrol(client, pos)
+    for m in (spender, reader):
+        buy(client, pos, m, 6000)  # 60 points, a lot expiring in 30 days
+    with client.application.app_context():  # a lot that lapsed a minute ago, job not run yet
+        db.session.execute(
+            text("UPDATE point_lots SET expires_at = :t"), {"t": utcnow() - timedelta(minutes=1)}
+        )
+        db.session.commit()
+    r = client.post(
+        "/api/v1/redemptions", json={"member_id": spender, "reward_id": reward["id"]}, headers=pos
+    )
+    assert (r.status_code, r.json["code"]) == (422, "insufficient_points"), r.json
+    r = client.post(  # an adjustment takes no lapsed point either (nor leaves a debt)
+        f"/api/v1/members/{spender}/adjustments",
+        json={"points": -10, "reason": "correction"},
+        headers=admin,
+    )
+    assert (r.status_code, r.json["code"]) == (422, "insufficient_points"), r.json
+    # (a refused request writes nothing: its expiry too is the next read's or the job's)
+    for m in (spender, reader):
+        member = client.get(f"/api/v1/members/{m}", headers=pos).json
+        assert member["balance"] == {"points": 0, "held": 0, "pending": 0, "available": 0}
+    for m in (spender, reader):
+        ledger = client.get(f"/api/v1/members/{m}/ledger", headers=admin).json
+        assert [(e["kind"], e["points"]) for e in ledger] == [
+            ("expire", -60),
+            ("earn", 60),
+        ], m
+
+
 def test_points_metrics_issued_redeemed_expired_outstanding(
     client, admin, pos, runner, api_key
 ) -> None:
