@@ -235,6 +235,19 @@ class ReplicaUnavailable(DomainError):
     status, code, title = 503, "replica_unavailable", "The metrics replica cannot be reached"
 
 
+class MetricsCatchingUp(DomainError):
+    """The segments' per-member rollups are behind the others: a job of the release before
+    migration 0021 rolled purchases up after it, during an upgrade. The next run of the job
+    (within a minute of the new worker's start) makes them again; until then the segments
+    answer this rather than figures that may be off."""
+
+    status, code, title = (
+        503,
+        "metrics_catching_up",
+        "The segment rollups are being made again after an upgrade: try again in a minute",
+    )
+
+
 # constraints -----------------------------------------------------------------------------------
 #: Unique constraints a concurrent request can lose on, by name → (error, field at fault).
 CONSTRAINT_ERRORS: dict[str, tuple[type[DomainError], str]] = {

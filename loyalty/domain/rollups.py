@@ -356,6 +356,7 @@ _BATCH_DAYS = """
     SELECT member_id, day, SUM(purchases) AS n FROM purchase_days
      WHERE member_id IN (SELECT member_id FROM rollup_batch) GROUP BY member_id, day
 """
+_ALL_DAYS = "SELECT member_id, day, SUM(purchases) AS n FROM purchase_days GROUP BY member_id, day"
 _SET_SPANS = text(
     f"""
     INSERT INTO member_spans (member_id, {", ".join(SPAN_COLUMNS)})
@@ -404,6 +405,31 @@ def _note_benefits(session: Session, dialect: str) -> None:
     )
     if dialect != "postgresql":  # PostgreSQL drops it at commit
         session.execute(text(f"DROP TABLE {temp}"))
+
+
+def spans_current(session: Session) -> bool:
+    """Whether member_spans hold what the other rollups hold: the job that last moved the state
+    also made the spans (`spans_at` = `updated_at`). Not so when a job of a release before
+    migration 0021 (which knows no spans) ran after it, during an upgrade; the next run of
+    this one makes them again. No state row: nothing rolled up, nothing to hold."""
+    row = session.execute(
+        text(f"SELECT updated_at, spans_at FROM rollup_state WHERE name = '{STATE}'")
+    ).first()
+    return row is None or (row[1] is not None and _aware(row[1]) == _aware(row[0]))
+
+
+def _rebuild_spans(session: Session) -> None:
+    """member_spans made again for every member, from purchase_days and benefit_purchases."""
+    session.execute(text("DELETE FROM member_spans"))
+    session.execute(
+        text(
+            f"""
+            INSERT INTO member_spans (member_id, {", ".join(SPAN_COLUMNS)})
+            SELECT * FROM ({spans_sql(_ALL_DAYS)}) s
+            """
+        )
+    )
+    _set_benefit_spans(session, "true")
 
 
 def _apply_batch(session: Session, dialect: str) -> None:
@@ -520,7 +546,10 @@ def _lock_state(
             return None
         # the migration writes the row; a cleared database has none
         session.execute(
-            text("INSERT INTO rollup_state (name, watermark, updated_at) VALUES (:n, 0, :now)"),
+            text(
+                "INSERT INTO rollup_state (name, watermark, updated_at, spans_at)"
+                " VALUES (:n, 0, :now, :now)"
+            ),
             {"n": STATE, "now": utcnow()},
         )
     gaps = [
@@ -534,7 +563,10 @@ def _lock_state(
 
 def _save_state(session: Session, watermark: int, gaps: list[Gap], now: datetime) -> None:
     session.execute(
-        text(f"UPDATE rollup_state SET watermark = :w, updated_at = :now WHERE name = '{STATE}'"),
+        text(
+            "UPDATE rollup_state SET watermark = :w, updated_at = :now, spans_at = :now"
+            f" WHERE name = '{STATE}'"
+        ),
         {"w": watermark, "now": now},
     )
     session.execute(text("DELETE FROM rollup_gaps"))
@@ -573,6 +605,13 @@ def advance(
     if state is None:
         return 0
     watermark, gaps = state
+    stale = not spans_current(session)
+    if stale:  # an older job rolled purchases up after migration 0021 made the spans
+        _rebuild_spans(session)
+    # the gaps noted before are judged by what ran before the batch is read: a transaction
+    # that commits after this is seen by the read, one still running keeps its gap (judged
+    # after the read, one committing in between would be neither, and its purchase lost)
+    before = _clock(session, dialect, now)
     _open_batch(session, dialect)
     _load_batch(session, dialect, watermark, limit)
     ids = [
@@ -582,12 +621,12 @@ def advance(
         _apply_batch(session, dialect)
     _close_batch(session, dialect)
     _note_benefits(session, dialect)
-    clock = _clock(session, dialect, now)
+    clock = _clock(session, dialect, now)  # new gaps: noted after the read
     newer = [i for i in ids if i > watermark]
     top = newer[-1] if newer else watermark
-    kept = _still_open([h for g in gaps for h in _holes(ids, g.lo, g.hi, g)], clock)
+    kept = _still_open([h for g in gaps for h in _holes(ids, g.lo, g.hi, g)], before)
     kept += _holes(newer, watermark + 1, top, clock)
-    if ids or kept != gaps:
+    if ids or kept != gaps or stale:
         _save_state(session, top, kept, clock.now)
     return len(ids)
 
@@ -620,9 +659,11 @@ def rebuild(session: Session) -> int:
     _close_batch(session, dialect)
     _note_benefits(session, dialect)
     clock = _clock(session, dialect, None)
+    # PostgreSQL: every hole kept, the next run judges it (by a clock read before its own read
+    # of the purchases); SQLite: the rebuild writes, so no other writer is half-way: every hole
+    # is burnt for good
     gaps = [Gap(int(lo), int(hi), clock.now, clock.horizon) for lo, hi in holes]
-    # SQLite: the rebuild writes, so no other writer is half-way: every hole is burnt for good
-    gaps = [g for g in gaps if dialect == "postgresql" and clock.keeps(g)]
+    gaps = gaps if dialect == "postgresql" else []
     _save_state(session, int(top or 0), gaps, clock.now)
     return int(count)
 

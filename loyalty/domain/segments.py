@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from loyalty.domain import rollups
 from loyalty.domain.metrics import midnight, reporting_memory
+from loyalty.errors import MetricsCatchingUp
 from loyalty.models.types import UTCDateTime
 
 SEGMENTS = ("lost", "at_risk", "new", "ambassador", "deal_seeker", "loyal", "occasional")
@@ -317,7 +318,10 @@ def _params(as_of: date) -> dict[str, Any]:
 
 
 def segment_counts(session: Session, as_of: date) -> dict[str, Any]:
-    """Members per segment as of the end of `as_of`; members who never bought are not counted."""
+    """Members per segment as of the end of `as_of`; members who never bought are not counted.
+    Raises MetricsCatchingUp while the spans are behind the rollups (during an upgrade)."""
+    if not rollups.spans_current(session):
+        raise MetricsCatchingUp("The job makes the member spans again at its next run.")
     reporting_memory(session)
     counts = dict.fromkeys(SEGMENTS, 0)
     for segment, members in session.execute(_all_query(_dialect(session)), _params(as_of)):

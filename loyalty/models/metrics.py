@@ -120,6 +120,8 @@ class RollupState(Base):
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     watermark: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: when member_spans were last made to hold what the rollups hold (= updated_at: current)
+    spans_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RollupGap(Base):

@@ -10,7 +10,8 @@ Two more derived tables for /metrics/segments (docs/design.md, "Metrics"), kept 
 - `member_spans`: per member, the days of the first, the latest and the k-th latest purchase
   (k = 2, 3, 5, 7, 9, 17, 33, 65) of the purchases the rollups hold, filled here from
   `purchase_days` (which holds the same purchases as the watermark says), so the figures stay
-  exact across the upgrade without a rebuild; and the days of the j-th latest purchase that used
+  exact across the upgrade without a rebuild (`rollup_state.spans_at` says they are current:
+  an older job running on during the upgrade leaves them behind until the new job's next run); and the days of the j-th latest purchase that used
   a benefit as `benefit_purchases` holds them (j = 1, 2, 3, 4, 8, 16, 32), empty as it is.
 - `benefit_purchases`: the member and day of each purchase that used a voucher or a reward as of
   the job's last run. Starts empty: the links it does not hold are looked up in the purchases
@@ -54,6 +55,14 @@ def upgrade():
     op.create_index(
         'ix_benefit_purchases_member_id_day', 'benefit_purchases', ['member_id', 'day']
     )
+    # spans_at = updated_at: the spans hold what the rollups hold. A job of the release before
+    # this one, still running during the upgrade, moves updated_at alone: the spans are then
+    # behind until this release's job makes them again (and the segments answer 503 meanwhile)
+    op.add_column(
+        'rollup_state', sa.Column('spans_at', sa.DateTime(timezone=True), nullable=True)
+    )
+    if op.get_bind().dialect.name == 'postgresql':  # no job run half-way through the filling
+        op.execute("SELECT 1 FROM rollup_state FOR UPDATE")
     # the spans of the purchases purchase_days holds (the same SQL as loyalty.domain.rollups)
     op.execute(
         """
@@ -70,9 +79,11 @@ def upgrade():
             days=", ".join(f"MAX(CASE WHEN since >= {k} THEN day END)" for k in RANKS),
         )
     )
+    op.execute("UPDATE rollup_state SET spans_at = updated_at")
 
 
 def downgrade():
+    op.drop_column('rollup_state', 'spans_at')
     op.drop_index('ix_benefit_purchases_member_id_day', table_name='benefit_purchases')
     op.drop_table('benefit_purchases')
     op.drop_index('ix_member_spans_last_day', table_name='member_spans')

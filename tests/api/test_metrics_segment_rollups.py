@@ -267,3 +267,36 @@ def test_deal_seekers_of_every_size_are_counted_exactly(app, client, runner, pos
         _roll_up(runner)
     mine = Counter(client.get(f"/api/v1/members/{m}", headers=pos).json["segment"] for m in ids)
     assert dict(mine) == dict(expected)
+
+
+def test_spans_left_behind_by_an_older_job_answer_503_until_the_next_run(
+    app, client, runner, pos, admin, api_key
+) -> None:
+    """During an upgrade the release before migration 0021 may roll purchases up without
+    the spans: rollup_state.updated_at moves, spans_at does not. The segments then answer 503
+    `metrics_catching_up` rather than figures that may be off, and this release's next run makes
+    the spans again: the counts are exact after it."""
+    reports = api_key("reports")
+    h = History(client, pos, admin)
+    for name in ("A", "B"):
+        h.member(name)
+    h.buy("A", 200, 12)
+    _roll_up(runner)
+    h.buy("A", 10, 12)  # rolled up below by "the older job": purchase_days yes, spans no
+    h.buy("B", 5, 12)
+    with app.app_context():
+        rollups.advance(db.session())
+        db.session.execute(text("DELETE FROM member_spans"))
+        db.session.execute(text("INSERT INTO member_spans (member_id, first_day, last_day) "
+                                f"VALUES ({h.ids['A']}, '{TODAY - timedelta(days=200)}', "
+                                f"'{TODAY - timedelta(days=200)}')"))  # fmt: skip
+        db.session.execute(
+            text("UPDATE rollup_state SET updated_at = :t"), {"t": datetime.now(UTC)}
+        )
+        db.session.commit()
+    r = client.get(f"/api/v1/metrics/segments?as_of={TODAY}", headers=reports)
+    assert (r.status_code, r.json["code"]) == (503, "metrics_catching_up"), r.json
+    _roll_up(runner)  # nothing new to roll up: the spans are made again all the same
+    h.agree(reports, loyal=1, new=1)
+    spans = _held(app, f"SELECT last2_day FROM member_spans WHERE member_id = {h.ids['A']}")
+    assert [str(day) for (day,) in spans] == [str(TODAY - timedelta(days=200))]

@@ -117,3 +117,51 @@ def test_a_transaction_on_another_database_does_not_keep_a_gap(
             assert _state() == (3, [])  # id 2 has no transaction here that could still commit it
     finally:
         elsewhere.close()
+
+
+def test_a_purchase_committing_while_the_job_reads_is_not_lost(
+    app, client, pos, api_key, database_url, monkeypatch
+) -> None:
+    """PostgreSQL: a gap noted in one run is judged in the next by who was running before that
+    run read the purchases. A transaction that commits after the read (so its purchase is not
+    in the batch) but before the gaps are judged keeps its gap, and the run after rolls it up;
+    judged by a clock read after the read, it would be taken for gone and its purchase lost."""
+    if not database_url.startswith("postgresql"):
+        return  # SQLite has one writer: nothing commits while the job runs
+    member = client.post("/api/v1/members", json={"name": "Ann"}, headers=pos).json
+    reports = api_key("reports")
+    late = psycopg.connect(database_url.replace("+psycopg", ""))
+    try:
+        with app.app_context():
+            client_id = db.session.execute(text("SELECT MIN(id) FROM api_clients")).scalar_one()
+            _purchase(member["id"], client_id, 1, 2)
+            late.execute(  # id 2, in flight
+                "INSERT INTO purchases (id, member_id, api_client_id, external_id, amount,"
+                " currency, occurred_at, store_id, points_earned, returned_amount,"
+                " points_reversed, created_at) VALUES (2, %s, %s, 'x-2', 1000, 'EUR',"
+                " '2026-03-03 12:00+00', 's1', 0, 0, 0, now())",
+                (member["id"], client_id),
+            )
+            _purchase(member["id"], client_id, 3, 4)
+            db.session.commit()
+            assert tasks.metrics_rollup() == 2
+            assert _state() == (3, [(2, 2)])
+
+            close = rollups._close_batch
+
+            def commit_meanwhile(session, dialect):  # after the read, before the judging
+                close(session, dialect)
+                if late.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    late.commit()
+
+            monkeypatch.setattr(rollups, "_close_batch", commit_meanwhile)
+            assert rollups.advance(db.session()) == 0  # id 2 committed too late for this read
+            db.session.commit()
+            assert _state() == (3, [(2, 2)])  # kept: it was running when the run began
+            assert tasks.metrics_rollup() == 1  # the next run rolls it up
+            assert _state() == (3, [])
+            assert rollups.check(db.session()) == dict.fromkeys(rollups.TABLES, 0)
+    finally:
+        late.close()
+    figures = client.get(f"/api/v1/metrics/retention?{PERIOD}", headers=reports).json
+    assert figures["purchases"] == 3
