@@ -719,13 +719,17 @@ def _expected(dialect: str) -> dict[str, tuple[str, str]]:
                   {spans_sql("SELECT member_id, day, COUNT(*) AS n FROM c GROUP BY member_id, day")}
                 ) s LEFT JOIN ({benefit_spans_sql("1 = 1")}) b ON b.member_id = s.member_id""",
         ),
-        # not bound to the watermark: every purchase that used a benefit, as of the last run (a
-        # link made since shows as missing until the next run; the figures never depend on it)
+        # not bound to the watermark: every purchase that used a benefit, as of the last run. Only
+        # what it holds is checked (a row no link gives, or with another member or day): a link
+        # made since the last run is not in it yet, and the figures look those up
         "benefit_purchases": (
             "SELECT purchase_id, member_id, day FROM benefit_purchases",
             benefits_sql(dialect),
         ),
     }
+
+
+_MISSING = "(SELECT COUNT(*) FROM (SELECT * FROM made EXCEPT SELECT * FROM held) b)"
 
 
 def check(session: Session) -> dict[str, int]:
@@ -740,7 +744,7 @@ def check(session: Session) -> dict[str, int]:
                 WITH c AS ({_covered_sql(dialect)}),
                      held AS ({held}), made AS ({made})
                 SELECT (SELECT COUNT(*) FROM (SELECT * FROM held EXCEPT SELECT * FROM made) a)
-                     + (SELECT COUNT(*) FROM (SELECT * FROM made EXCEPT SELECT * FROM held) b)
+                     + {"0" if table == "benefit_purchases" else _MISSING}
                 """
             )
         ).scalar_one()

@@ -194,8 +194,10 @@ def test_segment_rollups_keep_the_figures_exact(app, client, runner, pos, admin,
         differing = rollups.check(db.session())
         db.session.rollback()
     # two spans rows wrong (held and made: 4 rows), and those whose benefit days the damaged
-    # benefit_purchases now make differ too
-    assert differing["member_spans"] >= 4 and differing["benefit_purchases"] == 3, differing
+    # benefit_purchases now make differ too; of benefit_purchases the row with the wrong day
+    # (the missing one is what a link made since the last run looks like: not an error, the
+    # figures look such links up)
+    assert differing["member_spans"] >= 4 and differing["benefit_purchases"] == 1, differing
     _roll_up(runner, "--rebuild")
     h.agree(reports, own=False)
 
