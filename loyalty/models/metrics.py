@@ -90,6 +90,18 @@ class PurchaseLink(Base):
     retention count is a sum over the cells of the period's days (loyalty.domain.rollups)."""
 
     __tablename__ = "purchase_links"
+    __table_args__ = (
+        # retention reads a period's cells by (scope, day): from this index alone on PostgreSQL
+        # (an index-only scan), not from the heap, whose pages the job's updates scatter
+        Index(
+            "ix_purchase_links_cells",
+            "scope",
+            "day",
+            "kind",
+            "prev_day",
+            postgresql_include=["purchases", "revenue"],
+        ),
+    )
 
     scope: Mapped[str] = mapped_column(String(102), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
