@@ -171,7 +171,9 @@ ITEMS = [
 pm.test("programme fields", () => {
   const p = pm.response.json();
   pm.expect(p).to.include.keys("currency", "currency_exponent", "points_per_unit", "rounding",
-    "points_expire_after_days", "reservation_minutes", "tiers");
+    "points_expire_after_days", "expiry_policy", "reservation_minutes", "tiers");
+  pm.expect(p.expiry_policy).to.eql(
+    p.points_expire_after_days === null ? null : {days: p.points_expire_after_days});
   pm.collectionVariables.set("currency", p.currency);
   pm.collectionVariables.set("currency_exponent", p.currency_exponent);
   pm.collectionVariables.set("other_currency", p.currency === "USD" ? "EUR" : "USD");

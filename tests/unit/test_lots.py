@@ -173,15 +173,16 @@ def test_the_expiry_job_expires_what_is_left_once_and_catches_up(session, till) 
 
 def test_the_expiry_job_never_takes_held_points(session, till) -> None:
     m = factories.member(session)
-    earn(session, till, m, 100, T0, ledger.LotTerms(1, None, UTC))
+    earn(session, till, m, 100, utcnow(), ledger.LotTerms(1, None, UTC))  # lapses tomorrow night
     reward = factories.reward(session, 30)
     red = redemptions.reserve(session, {"member_id": m.id, "reward_id": reward.id}, actor=till)
-    done = ledger.expire_lots(session, m.id, m.id, as_of=utcnow())
+    later = utcnow() + timedelta(days=3)  # the reservation still holds when the lot lapses
+    done = ledger.expire_lots(session, m.id, m.id, as_of=later)
     assert (done.lots, done.points) == (1, 70)  # the 30 held stay in their lot
     assert lots_of(session, m) == [(100, 30)]
     assert fresh(session, m).balance == {"points": 30, "held": 30, "pending": 0, "available": 0}
     redemptions.cancel(session, red.id, actor=till)
-    done = ledger.expire_lots(session, m.id, m.id, as_of=utcnow())
+    done = ledger.expire_lots(session, m.id, m.id, as_of=later)
     assert (done.lots, done.points) == (1, 30)  # released: the next run expires them
     assert fresh(session, m).points == 0 and ledger.verify(session).ok
 
