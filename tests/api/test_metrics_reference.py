@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from loyalty.domain.rollups import TABLES
 from loyalty.extensions import db
 from loyalty.models import Feedback, Member, Purchase
 from tests.factories import goodwill_code
@@ -376,16 +377,6 @@ def agree(get, bought, given, returns, checked: list[tuple[date, date]], seed) -
         expected = segments(bought, given, as_of)
         assert {k: got[k] for k in expected} == expected, (seed, as_of)
         assert got["members"] == sum(expected.values())
-
-
-TABLES = (
-    "purchase_days",
-    "purchase_links",
-    "member_firsts",
-    "cohort_months",
-    "member_spans",
-    "benefit_purchases",
-)
 
 
 def damage(app) -> None:
