@@ -639,24 +639,7 @@ def copy_earnings(
     members updated: every member of `spend`)."""
     running = dict(balances)
     earned: dict[int, int] = {}
-    with cursor.copy(f"COPY ledger_entries ({_ENTRY_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_ENTRY_TYPES)
-        for member_id, purchase_id, points in sorted(earnings):
-            running[member_id] += points
-            earned[member_id] = earned.get(member_id, 0) + points
-            copy.write_row(
-                (
-                    member_id,
-                    "earn",
-                    points,
-                    running[member_id],
-                    "purchase",
-                    purchase_id,
-                    client_id,
-                    actor_name,
-                    now,
-                )
-            )
+    lots = _copy_entries(cursor, sorted(earnings), running, earned, (client_id, actor_name, now))
     ids = sorted(spend)
     cursor.execute(
         f"""
@@ -674,28 +657,71 @@ def copy_earnings(
     )
     updated = cursor.rowcount
     if earned:
-        _copy_lots(cursor, [purchase_id for _, purchase_id, _ in earnings], now)
+        _copy_lots(cursor, lots, now)
     return sum(earned.values()), updated
 
 
-def _copy_lots(cursor: Any, purchase_ids: list[int], now: datetime) -> None:
-    """copy_earnings' lots (see _lots_of_earnings), through the psycopg cursor."""
+def _copy_entries(
+    cursor: Any,
+    rows: list[tuple[int, int, int]],
+    running: dict[int, int],
+    earned: dict[int, int],
+    who: tuple[int, str, datetime],
+) -> list[tuple[int, int, int, int, int]]:
+    """copy_earnings' entries by binary COPY, their ids drawn first (so that their lots go in by
+    COPY too, not by a join back to them); `running` and `earned` kept per member. Returns the
+    lots: (member_id, entry_id, purchase_id, points, remaining)."""
+    client_id, actor_name, now = who
+    cursor.execute(
+        "SELECT nextval('ledger_entries_id_seq') FROM generate_series(1, %s)", (len(rows),)
+    )
+    entry_ids = [r[0] for r in cursor]
+    lots: list[tuple[int, int, int, int, int]] = []
+    columns = f"id, {_ENTRY_COLUMNS}"
+    with cursor.copy(f"COPY ledger_entries ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", *_ENTRY_TYPES])
+        for entry_id, (member_id, purchase_id, points) in zip(entry_ids, rows, strict=True):
+            running[member_id] += points
+            earned[member_id] = earned.get(member_id, 0) + points
+            balance = running[member_id]
+            entry = (member_id, "earn", points, balance, "purchase", purchase_id, client_id)
+            copy.write_row((entry_id, *entry, actor_name, now))
+            remaining = _lot_remaining(points, balance)
+            lots.append((member_id, entry_id, purchase_id, points, remaining))
+    return lots
+
+
+def _copy_lots(cursor: Any, lots: list[tuple[int, int, int, int, int]], now: datetime) -> None:
+    """copy_earnings' lots, one per entry (member_id, entry_id, purchase_id, points, remaining:
+    what _LOTS_OF_EARNINGS makes from the entries), by binary COPY through the psycopg cursor;
+    and the members' pending points when the programme has a pending time."""
     cursor.execute("SELECT points_expire_after_days, pending_days, timezone FROM program")
     row = cursor.fetchone()
     terms = LotTerms() if row is None else terms_of(_ProgramTerms(*row))
-    pending_until = terms.pending_from(now)
-    ids = "%(ids)s::bigint[]"
-    sql = _LOTS_OF_EARNINGS.format(purchases=f"SELECT unnest({ids})")
-    params = {"ids": bigint_array(purchase_ids)}
-    values = {**params, "expires_at": terms.expires_at(now), "pending_until": pending_until}
-    cursor.execute(
-        sql.replace(":expires_at", "%(expires_at)s")
-        .replace(":pending_until", "%(pending_until)s")
-        .replace(":now", "%(now)s"),
-        {**values, "now": now},
-    )
+    expires_at, pending_until = terms.expires_at(now), terms.pending_from(now)
+    with cursor.copy(
+        f"COPY point_lots ({', '.join(_LOT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    ) as c:
+        c.set_types(
+            ["int8", "int8", "int8", "int8", "int8", "timestamptz", "timestamptz", "timestamptz"]
+        )
+        for member_id, entry_id, purchase_id, points, remaining in lots:
+            c.write_row(
+                (
+                    member_id,
+                    entry_id,
+                    purchase_id,
+                    points,
+                    remaining,
+                    expires_at,
+                    pending_until,
+                    now,
+                )
+            )
     if pending_until is not None:
-        cursor.execute(_PENDING_OF_LOTS.format(purchases=f"SELECT unnest({ids})"), params)
+        ids = bigint_array(purchase_id for _, _, purchase_id, _, _ in lots)
+        purchases = "SELECT unnest(%(ids)s::bigint[])"
+        cursor.execute(_PENDING_OF_LOTS.format(purchases=purchases), {"ids": ids})
 
 
 class _ProgramTerms(NamedTuple):
