@@ -231,7 +231,7 @@ def copy_database(source: str, name: str) -> str:
     """A copy of database `source` (nobody connected to it) as `name`; its URL."""
     with psycopg.connect(accrual.ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    return accrual.ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return accrual.database_url(name)
 
 
 if __name__ == "__main__":

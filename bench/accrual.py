@@ -120,7 +120,12 @@ def create_database() -> tuple[str, str]:
     name = f"loyalty_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return name, ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    return name, database_url(name)
+
+
+def database_url(name: str) -> str:
+    """The URL of database `name` on the benches' server."""
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
 def drop_database(name: str) -> None:

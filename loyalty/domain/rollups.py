@@ -352,11 +352,16 @@ _ADD_FIRSTS = text(
 )
 
 
-_BATCH_DAYS = """
-    SELECT member_id, day, SUM(purchases) AS n FROM purchase_days
-     WHERE member_id IN (SELECT member_id FROM rollup_batch) GROUP BY member_id, day
-"""
-_ALL_DAYS = "SELECT member_id, day, SUM(purchases) AS n FROM purchase_days GROUP BY member_id, day"
+def _member_days(where: str) -> str:
+    """SQL: (member_id, day, n) of the purchase_days rows `where` lets through, all stores."""
+    return (
+        f"SELECT member_id, day, SUM(purchases) AS n FROM purchase_days WHERE {where} "
+        "GROUP BY member_id, day"
+    )
+
+
+_BATCH_DAYS = _member_days("member_id IN (SELECT member_id FROM rollup_batch)")
+_ALL_DAYS = _member_days("true")
 _SET_SPANS = text(
     f"""
     INSERT INTO member_spans (member_id, {", ".join(SPAN_COLUMNS)})

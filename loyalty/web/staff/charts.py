@@ -128,12 +128,16 @@ def line_chart(
                 0, f'<path d="{" ".join(path)}" fill="none" stroke="{s.color}" stroke-width="2"/>'
             )
     body.extend(_legend(series))
-    desc = "; ".join(
+    return _svg(title, _describe(labels, series, percent), body)
+
+
+def _describe(labels: Sequence[str], series: Sequence[Series], percent: bool) -> str:
+    """The chart in words (its SVG description): each series' value per label."""
+    return "; ".join(
         f"{s.name}: "
         + ", ".join(f"{lab} {_fmt(v, percent)}" for lab, v in zip(labels, s.values, strict=False))
         for s in series
     )
-    return _svg(title, desc, body)
 
 
 def bar_chart(
@@ -155,12 +159,7 @@ def bar_chart(
                 f"<title>{_e(s.name)} {_e(labels[i])}: {_e(_fmt(value, percent))}</title></rect>"
             )
     body.extend(_legend(series))
-    desc = "; ".join(
-        f"{s.name}: "
-        + ", ".join(f"{lab} {_fmt(v, percent)}" for lab, v in zip(labels, s.values, strict=False))
-        for s in series
-    )
-    return _svg(title, desc, body)
+    return _svg(title, _describe(labels, series, percent), body)
 
 
 def horizontal_bars(title: str, counts: dict[str, int]) -> Markup:
